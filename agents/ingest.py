@@ -1,0 +1,36 @@
+"""Ingest: decode and validate every input message; dead-letter the unusable, key the rest."""
+
+from __future__ import annotations
+
+import faust
+import structlog
+
+from agents.deadletters import DeadLetterSink
+from models import DecodeError, decode_observation, dumps
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.topics import Topics
+
+__all__ = ["attach_ingest"]
+
+logger = structlog.get_logger(__name__)
+
+
+def attach_ingest(
+    app: faust.App, topics: Topics, settings: Settings, metrics: Metrics, sink: DeadLetterSink
+) -> None:
+    """Register the ingest agent: input topic -> (dead letters | keyed-by-subject topic)."""
+    max_bytes = settings.max_message_bytes
+
+    @app.agent(topics.input, name="ingest")
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            metrics.events_received.inc()
+            try:
+                observation = decode_observation(message.value, max_bytes=max_bytes)
+            except DecodeError as exc:
+                await sink.send(message, exc.reason, exc.errors)
+                continue
+            metrics.events_valid.inc()
+            await topics.keyed.send(key=observation.subject_id.encode(), value=dumps(observation))

@@ -1,0 +1,55 @@
+"""Output records of `insights.rolling`: window aggregates per subject or group."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from models.timefmt import UtcDatetime
+
+__all__ = ["RollingInsight", "WindowInfo", "WindowType"]
+
+WindowType = Literal["tumbling", "hopping"]
+
+
+class WindowInfo(BaseModel):
+    """Which event-time window an insight covers: `[start, end)`, epoch-aligned."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: WindowType
+    size_s: int
+    step_s: int
+    start: UtcDatetime
+    end: UtcDatetime
+
+
+class RollingInsight(BaseModel):
+    """Aggregates of one metric of one subject (or group) over one window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = 1
+    scope: Literal["subject", "group"]
+    subject_id: str | None
+    group_id: str | None
+    metric: str
+    window: WindowInfo
+    final: bool
+    count: int
+    sum: float
+    mean: float
+    min: float
+    max: float
+    stddev: float | None
+    p50: float
+    p90: float
+    p99: float
+    first_value: float
+    last_value: float
+    first_at: UtcDatetime
+    last_at: UtcDatetime
+    observers: int
+    rate_per_s: float
+    emitted_at: UtcDatetime

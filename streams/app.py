@@ -1,0 +1,108 @@
+"""The Faust app: built by `create_app(settings)`; `streams.app.app` builds it from the
+environment on first access, so `faust -A streams.app` works and nothing reads settings at
+import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import faust
+
+from agents.deadletters import DeadLetterSink
+from agents.ingest import attach_ingest
+from streams.health import Readiness, install_health_views
+from streams.kafka import ssl_context
+from streams.metrics import Metrics
+from streams.settings import Settings, load_settings
+from streams.topics import Topics, declare_topics
+
+__all__ = ["Insights", "create_app"]
+
+_PRODUCER_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Insights:
+    """A built app and the parts the worker, web views and tests reach for."""
+
+    app: faust.App
+    settings: Settings
+    topics: Topics
+    metrics: Metrics
+    readiness: Readiness
+
+
+def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    context = ssl_context(settings)
+    if settings.security_protocol.startswith("SASL_"):
+        assert settings.sasl_username is not None  # guaranteed by Settings validation
+        assert settings.sasl_password is not None
+        return faust.SASLCredentials(
+            username=settings.sasl_username.get_secret_value(),
+            password=settings.sasl_password.get_secret_value(),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """The Faust configuration for these settings (all of it, at construction)."""
+    if settings.bootstrap_servers is None:
+        msg = "create_app needs KAFKA_BOOTSTRAP_SERVERS (the runner starts the embedded broker)"
+        raise ValueError(msg)
+    servers = [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
+    return {
+        "broker": [f"kafka://{server}" for server in servers],
+        "broker_credentials": _credentials(settings),
+        "store": settings.store,
+        "processing_guarantee": settings.processing_guarantee,
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": settings.topic_replication,
+        "topic_allow_declare": True,
+        "table_standby_replicas": settings.standby_replicas,
+        "datadir": str(settings.data_dir / settings.app_id),
+        "autodiscover": False,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": max(1.0, settings.session_timeout_s / 5),
+        "broker_rebalance_timeout": max(6.0, settings.session_timeout_s * 0.6),
+        "producer_max_request_size": _PRODUCER_MAX_REQUEST_BYTES,
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        "web_host": "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host,  # noqa: S104
+    }
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> Insights:
+    """Build the Faust app, its topics and agents for `settings`."""
+    metrics = metrics or Metrics()
+    (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
+    app = faust.App(settings.app_id, **faust_options(settings))
+    topics = declare_topics(app, settings)
+    sink = DeadLetterSink(topics.deadletter, metrics)
+    attach_ingest(app, topics, settings, metrics, sink)
+
+    readiness = Readiness(app, metrics)
+    install_health_views(app, readiness)
+    return Insights(app=app, settings=settings, topics=topics, metrics=metrics, readiness=readiness)
+
+
+_built: Insights | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """`streams.app.app`: the app for the current environment, built on first access."""
+    global _built
+    if name == "app":
+        if _built is None:
+            _built = create_app(load_settings())
+        return _built.app
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

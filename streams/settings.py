@@ -1,0 +1,201 @@
+"""The one frozen settings object, read from the environment with the contract's names."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.durations import WindowSpec, parse_duration, parse_windows
+from streams.errors import ConfigError
+
+__all__ = ["SECRET_VARIABLES", "Settings", "load_settings"]
+
+# Secrets: each may instead be given as a file path in `<NAME>_FILE`.
+SECRET_VARIABLES: Final = (
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_KEY_PASSWORD",
+)
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def _windows(value: Any) -> Any:
+    return parse_windows(value) if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+TopicName = Annotated[str, Field(pattern=_TOPIC_NAME.pattern)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Settings(BaseSettings):
+    """Every setting of a worker. Field aliases are the environment variable names."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
+
+    # Kafka connection
+    bootstrap_servers: str | None = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
+    security_protocol: Annotated[
+        Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], BeforeValidator(_upper)
+    ] = Field("PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL")
+    sasl_mechanism: Annotated[
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None, BeforeValidator(_upper)
+    ] = Field(None, alias="KAFKA_SASL_MECHANISM")
+    sasl_username: SecretStr | None = Field(None, alias="KAFKA_SASL_USERNAME")
+    sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    ssl_cafile: Path | None = Field(None, alias="KAFKA_SSL_CAFILE")
+    ssl_certfile: Path | None = Field(None, alias="KAFKA_SSL_CERTFILE")
+    ssl_keyfile: Path | None = Field(None, alias="KAFKA_SSL_KEYFILE")
+    ssl_key_password: SecretStr | None = Field(None, alias="KAFKA_SSL_KEY_PASSWORD")
+
+    # Application and topics
+    app_id: TopicName = Field("observer-insights", alias="INSIGHTS_APP_ID")
+    input_topic: TopicName = Field("observations", alias="INSIGHTS_INPUT_TOPIC")
+    rolling_topic: TopicName = Field("insights.rolling", alias="INSIGHTS_ROLLING_TOPIC")
+    anomaly_topic: TopicName = Field("insights.anomalies", alias="INSIGHTS_ANOMALY_TOPIC")
+    observer_topic: TopicName = Field("insights.observers", alias="INSIGHTS_OBSERVER_TOPIC")
+    deadletter_topic: TopicName = Field(
+        "observations.deadletter", alias="INSIGHTS_DEADLETTER_TOPIC"
+    )
+    topic_partitions: int = Field(12, ge=1, le=10_000, alias="INSIGHTS_TOPIC_PARTITIONS")
+    topic_replication: int = Field(1, ge=1, le=16, alias="INSIGHTS_TOPIC_REPLICATION")
+    max_message_bytes: int = Field(
+        65_536, ge=1_024, le=16 * 1024 * 1024, alias="INSIGHTS_MAX_MESSAGE_BYTES"
+    )
+
+    # Processing
+    windows: Annotated[tuple[WindowSpec, ...], BeforeValidator(_windows)] = Field(
+        parse_windows("tumbling:60s,hopping:300s/60s"), alias="INSIGHTS_WINDOWS"
+    )
+    grace_s: Seconds = Field(30.0, alias="INSIGHTS_GRACE")
+    idle_timeout_s: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = Field(
+        60.0, alias="INSIGHTS_IDLE_TIMEOUT"
+    )
+    emit: Annotated[Literal["changes", "final", "both"], BeforeValidator(_lower)] = Field(
+        "both", alias="INSIGHTS_EMIT"
+    )
+    flush_interval_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=60)] = Field(
+        1.0, alias="INSIGHTS_FLUSH_INTERVAL"
+    )
+    dedup_ttl_s: Seconds = Field(600.0, alias="INSIGHTS_DEDUP_TTL")
+    processing_guarantee: Annotated[
+        Literal["at_least_once", "exactly_once"], BeforeValidator(_lower)
+    ] = Field("at_least_once", alias="INSIGHTS_PROCESSING_GUARANTEE")
+    store: str = Field("memory://", alias="INSIGHTS_STORE")
+    standby_replicas: int = Field(0, ge=0, le=8, alias="INSIGHTS_STANDBY_REPLICAS")
+    data_dir: Path = Field(Path("/tmp/observer-insights"), alias="INSIGHTS_DATA_DIR")  # noqa: S108
+    session_timeout_s: Annotated[float, BeforeValidator(_duration), Field(ge=6, le=300)] = Field(
+        10.0, alias="INSIGHTS_SESSION_TIMEOUT"
+    )
+
+    # Operations
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
+    ] = Field("info", alias="INSIGHTS_LOG_LEVEL")
+    log_format: Annotated[Literal["json", "console"], BeforeValidator(_lower)] = Field(
+        "json", alias="INSIGHTS_LOG_FORMAT"
+    )
+    web_host: str = Field("0.0.0.0", alias="INSIGHTS_WEB_HOST")  # noqa: S104  (containers)
+    web_port: Port = Field(6066, alias="INSIGHTS_WEB_PORT")
+    metrics_port: Port = Field(9108, alias="INSIGHTS_METRICS_PORT")
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("memory://", "rocksdb://")):
+            msg = "must be memory:// or rocksdb://"
+            raise ValueError(msg)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.security_protocol.startswith("SASL_"):
+            if self.sasl_mechanism is None:
+                msg = "KAFKA_SASL_MECHANISM is required with a SASL security protocol"
+                raise ValueError(msg)
+            if self.sasl_username is None or self.sasl_password is None:
+                msg = "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with SASL"
+                raise ValueError(msg)
+        if self.web_port and self.web_port == self.metrics_port:
+            msg = "INSIGHTS_METRICS_PORT must differ from INSIGHTS_WEB_PORT"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured and the worker brings its own."""
+        return not self.bootstrap_servers
+
+    @property
+    def keyed_topic(self) -> str:
+        """Internal topic of valid observations keyed (and partitioned) by subject."""
+        return f"{self.app_id}-observations-by-subject"
+
+
+def _read_secret_files(environ: Mapping[str, str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name in SECRET_VARIABLES:
+        file_var = f"{name}_FILE"
+        path = environ.get(file_var)
+        if not path:
+            continue
+        if environ.get(name):
+            msg = f"{name} and {file_var} are both set: give one"
+            raise ConfigError(msg)
+        try:
+            values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            msg = f"{file_var}: cannot read {path!r}: {exc.strerror}"
+            raise ConfigError(msg) from exc
+    return values
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if not err["loc"]:
+        return message
+    name = str(err["loc"][0])
+    if name in SECRET_VARIABLES:
+        return f"{name}: {message}"
+    return f"{name}={err.get('input')!r}: {message}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `environ` (default: the process environment).
+
+    Raises ConfigError whose message is one line naming the bad variable.
+    """
+    env = dict(os.environ if environ is None else environ)
+    env.update(_read_secret_files(env))
+    known = {field.alias or name for name, field in Settings.model_fields.items()}
+    values = {key: value for key, value in env.items() if key in known and value != ""}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc

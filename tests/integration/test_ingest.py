@@ -1,0 +1,148 @@
+"""The ingest agent on a real broker: valid observations are keyed by subject, every bad
+message lands in the dead-letter topic with its reason and original bytes, and the worker
+keeps running."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from models import DeadLetter, Observation, loads_model
+from tests.support.broker import Broker
+from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
+from tests.support.worker import TopicNames, WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+DESIGN_EXAMPLE = {
+    "event_id": "evt-0001",
+    "observer_id": "observer-a",
+    "subject_id": "s-17",
+    "metric": "temp",
+    "value": 20.9,
+    "observed_at": "2026-11-27T12:00:03.120Z",
+    "group_id": "site-7",
+    "attributes": {"unit": "C"},
+    "schema_version": 1,
+}
+
+
+def _json(record: dict[str, Any]) -> bytes:
+    return json.dumps(record).encode()
+
+
+async def test_example_and_one_bad_message_leave_exactly_one_dead_letter(
+    broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    worker = start_worker()
+    worker.wait_ready()
+    bad_value = b'{"event_id": "evt-0002", "value": "hot"}'
+    await produce(
+        broker.bootstrap_servers,
+        names.input,
+        [(b"s-17", _json(DESIGN_EXAMPLE)), (b"bad-key", bad_value)],
+        partition=0,
+    )
+
+    dead = await read_topic(broker.bootstrap_servers, names.deadletter, until=lambda r: len(r) >= 1)
+    keyed = await read_topic(broker.bootstrap_servers, names.keyed, until=lambda r: len(r) >= 1)
+
+    assert len(dead) == 1
+    letter = loads_model(DeadLetter, dead[0].value)
+    assert letter.reason == "invalid"
+    assert {e.field for e in letter.errors} == {
+        "observer_id",
+        "subject_id",
+        "metric",
+        "value",
+        "observed_at",
+    }
+    assert (letter.topic, letter.partition, letter.offset) == (names.input, 0, 1)
+    assert (letter.key, letter.key_encoding) == ("bad-key", "utf-8")
+    assert (letter.value, letter.encoding) == (bad_value.decode(), "utf-8")
+    assert letter.event_id is None
+
+    assert len(keyed) == 1
+    assert keyed[0].key == b"s-17"
+    forwarded = loads_model(Observation, keyed[0].value)
+    assert forwarded == Observation.model_validate(DESIGN_EXAMPLE)
+    assert await count_messages(broker.bootstrap_servers, names.deadletter) == 1
+
+    status, body = worker.http("/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    assert worker.stop() == 0
+
+
+def _bad_messages(valid: dict[str, Any]) -> list[tuple[str, bytes | None, bytes | None]]:
+    """(expected reason, key, value) for every kind of garbage the issue names."""
+
+    def variant(**changes: Any) -> bytes:
+        return _json({**valid, **changes})
+
+    nan = variant(value=0).replace(b'"value": 0', b'"value": NaN')
+    inf = variant(value=0).replace(b'"value": 0', b'"value": Infinity')
+    return [
+        ("undecodable", b"k1", b"\x00\xff\xfe not json \x80"),
+        ("invalid", None, b"[1, 2, 3]"),
+        ("invalid", b"k3", b'"just a string"'),
+        ("invalid", b"k4", nan),
+        ("invalid", b"k5", inf),
+        ("invalid", b"k6", variant(value="21.4")),
+        ("invalid", b"k7", variant(value=True)),
+        ("invalid", b"k8", variant(observed_at="2026-11-27T12:00:00")),
+        ("invalid", b"k9", variant(subject_id="s" * 257)),
+        ("too_large", b"k10", variant(attributes={"blob": "x" * 1_000_000})),
+        ("unsupported_version", b"k11", variant(schema_version=2)),
+        ("undecodable", b"k12", None),
+        ("undecodable", b"\xc3\x28", b"{"),
+    ]
+
+
+async def test_garbage_never_stops_the_worker(
+    broker: Broker,
+    names: TopicNames,
+    start_worker: Callable[..., WorkerProcess],
+    observation_factory: Callable[..., dict[str, Any]],
+) -> None:
+    await create_topic(broker.bootstrap_servers, names.input, 4)
+    worker = start_worker()
+    bad = _bad_messages(observation_factory())
+    good = [observation_factory(subject_id=f"s-{i}") for i in range(5)]
+    messages = [(key, value) for _, key, value in bad] + [(None, _json(g)) for g in good]
+    await produce(broker.bootstrap_servers, names.input, messages, partition=2)
+    worker.wait_ready()
+
+    dead = await read_topic(
+        broker.bootstrap_servers, names.deadletter, until=lambda r: len(r) >= len(bad)
+    )
+    keyed = await read_topic(
+        broker.bootstrap_servers, names.keyed, until=lambda r: len(r) >= len(good)
+    )
+
+    letters = sorted((loads_model(DeadLetter, r.value) for r in dead), key=lambda d: d.offset)
+    assert [(d.offset, d.reason.value) for d in letters] == [
+        (offset, reason) for offset, (reason, _, _) in enumerate(bad)
+    ]
+    for letter, (_, key, value) in zip(letters, bad, strict=True):
+        assert letter.topic == names.input
+        assert letter.partition == 2
+        assert letter.errors, letter
+        if value is None:
+            assert letter.value is None
+        elif letter.encoding == "base64":
+            assert base64.b64decode(letter.value or "") == value
+        else:
+            assert (letter.value or "").encode() == value
+        if letter.key_encoding == "base64":
+            assert base64.b64decode(letter.key or "") == key
+        else:
+            assert (letter.key.encode() if letter.key is not None else None) == key
+    assert letters[0].encoding == "base64"
+    assert letters[-1].key_encoding == "base64"
+    assert sorted(r.key for r in keyed) == sorted(g["subject_id"].encode() for g in good)
+    assert worker.process.poll() is None
+    assert worker.stop() == 0

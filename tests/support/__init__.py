@@ -1,0 +1,1 @@
+"""Test support: the real broker, real workers, and Kafka read/write helpers."""

@@ -1,0 +1,104 @@
+"""Producing to and reading from real topics, always with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create a topic (used when a test writes before the worker has created it)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if name not in await admin.list_topics():
+            await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes | None]],
+    *,
+    partition: int | None = None,
+    headers: Sequence[tuple[str, bytes]] | None = None,
+) -> int:
+    """Send (key, value) pairs and wait for every acknowledgement; returns the count."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=8 * 1024 * 1024)
+    await producer.start()
+    count = 0
+    try:
+        futures = []
+        for key, value in messages:
+            futures.append(
+                await producer.send(
+                    topic, value=value, key=key, partition=partition, headers=list(headers or [])
+                )
+            )
+            count += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return count
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord[Any, Any]]], bool],
+    deadline_s: float = 60.0,
+) -> list[ConsumerRecord[Any, Any]]:
+    """Read a topic from the beginning until `until(records)` holds or the deadline passes.
+
+    Returns what was read either way; the caller asserts on it.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[ConsumerRecord[Any, Any]] = []
+    end = time.monotonic() + deadline_s
+    try:
+        partitions: set[int] | None = None
+        while partitions is None and time.monotonic() < end:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                await consumer._client.force_metadata_update()  # topic may not exist yet
+                partitions = consumer.partitions_for_topic(topic) or None
+                if partitions is None:
+                    await asyncio.sleep(0.2)
+        if partitions is None:
+            return records
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while not until(records) and time.monotonic() < end:
+            batch = await consumer.getmany(timeout_ms=200)
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def count_messages(bootstrap: str, topic: str) -> int:
+    """How many messages a topic holds now (sum of end minus beginning offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return 0
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        return sum(ends[tp] - starts[tp] for tp in tps)
+    finally:
+        await consumer.stop()
