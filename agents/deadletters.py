@@ -11,58 +11,91 @@ from faust.types import Message
 from models import DeadLetter, DeadLetterReason, FieldError, dumps, encode_bytes, utc_now
 from streams.metrics import Metrics
 
-__all__ = ["DeadLetterSink"]
+__all__ = ["DeadLetterSink", "build_dead_letter"]
 
 logger = structlog.get_logger(__name__)
 
 
+def build_dead_letter(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    reason: DeadLetterReason,
+    errors: Sequence[FieldError],
+    event_id: str | None = None,
+) -> DeadLetter:
+    """The dead-letter record for a source message (its original key and value kept)."""
+    key_text, key_encoding = encode_bytes(key)
+    value_text, encoding = encode_bytes(value)
+    return DeadLetter(
+        reason=reason,
+        errors=tuple(errors),
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key_text,
+        key_encoding=key_encoding,
+        value=value_text,
+        encoding=encoding,
+        received_at=utc_now(),
+        event_id=event_id,
+    )
+
+
 class DeadLetterSink:
-    """Sends a dead letter for a source message, logs where it came from, counts it."""
+    """Sends dead letters, logs where each came from, counts them by reason."""
 
     def __init__(self, topic: faust.TopicT, metrics: Metrics) -> None:
         self._topic = topic
         self._metrics = metrics
 
-    @staticmethod
-    def build(
-        message: Message,
-        reason: DeadLetterReason,
-        errors: Sequence[FieldError],
-        event_id: str | None = None,
-    ) -> DeadLetter:
-        """The dead-letter record for `message` (its original key and value kept)."""
-        key, key_encoding = encode_bytes(message.key)
-        value, encoding = encode_bytes(message.value)
-        return DeadLetter(
-            reason=reason,
-            errors=tuple(errors),
+    async def send(
+        self, message: Message, reason: DeadLetterReason, errors: Sequence[FieldError]
+    ) -> None:
+        """Dead-letter an input message as it was read."""
+        await self.send_record(
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
-            key=key,
-            key_encoding=key_encoding,
-            value=value,
-            encoding=encoding,
-            received_at=utc_now(),
-            event_id=event_id,
+            key=message.key,
+            value=message.value,
+            reason=reason,
+            errors=errors,
         )
 
-    async def send(
+    async def send_record(
         self,
-        message: Message,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
         reason: DeadLetterReason,
         errors: Sequence[FieldError],
         event_id: str | None = None,
     ) -> None:
-        """Send the dead letter (keyed like the source message) and count it."""
-        record = self.build(message, reason, errors, event_id)
-        await self._topic.send(key=message.key, value=dumps(record))
+        """Send one dead letter (keyed like its source) and count it."""
+        record = build_dead_letter(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=value,
+            reason=reason,
+            errors=errors,
+            event_id=event_id,
+        )
+        await self._topic.send(key=key, value=dumps(record))
         self._metrics.dead_letters.labels(reason=reason.value).inc()
         logger.warning(
             "dead_letter",
             reason=reason.value,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             errors=[f"{e.field}: {e.message}" for e in errors[:5]],
         )

@@ -1,4 +1,5 @@
-"""Ingest: decode and validate every input message; dead-letter the unusable, key the rest."""
+"""Ingest: decode and validate every input message; dead-letter the unusable; key the rest
+by subject (and, when it has one, by group) onto the internal keyed topic."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import faust
 import structlog
 
 from agents.deadletters import DeadLetterSink
-from models import DecodeError, decode_observation, dumps
+from models import DecodeError, decode_observation
+from models.keyed import KeyedObservation
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import Topics
@@ -33,4 +35,7 @@ def attach_ingest(
                 await sink.send(message, exc.reason, exc.errors)
                 continue
             metrics.events_valid.inc()
-            await topics.keyed.send(key=observation.subject_id.encode(), value=dumps(observation))
+            for record in KeyedObservation.for_scopes(
+                observation, message.partition, message.offset
+            ):
+                await topics.keyed.send(key=record.kafka_key, value=record.to_bytes())

@@ -11,10 +11,12 @@ import faust
 
 from agents.deadletters import DeadLetterSink
 from agents.ingest import attach_ingest
+from agents.rolling import attach_rolling
 from streams.health import Readiness, install_health_views
 from streams.kafka import ssl_context
 from streams.metrics import Metrics
 from streams.settings import Settings, load_settings
+from streams.tables import declare_tables
 from streams.topics import Topics, declare_topics
 
 __all__ = ["Insights", "create_app"]
@@ -87,7 +89,9 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Insights:
     app = faust.App(settings.app_id, **faust_options(settings))
     topics = declare_topics(app, settings)
     sink = DeadLetterSink(topics.deadletter, metrics)
+    tables = declare_tables(app, settings)
     attach_ingest(app, topics, settings, metrics, sink)
+    attach_rolling(app, topics, tables, settings, metrics, sink)
 
     readiness = Readiness(app, metrics)
     install_health_views(app, readiness)

@@ -45,6 +45,12 @@ class Metrics:
         self.records_emitted = Counter(
             f"{PREFIX}_records_emitted", "Records sent to output topics", ["topic"], registry=r
         )
+        self.duplicates = Counter(
+            f"{PREFIX}_duplicates", "Observations counted once already (same event_id)", registry=r
+        )
+        self.late = Counter(
+            f"{PREFIX}_late_events", "Observations whose every window had closed", registry=r
+        )
         self.ready = Gauge(
             f"{PREFIX}_ready", "1 when partitions are assigned and recovered", registry=r
         )

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from models import DeadLetter, Observation, loads_model
+from models.keyed import KeyedObservation
 from tests.support.broker import Broker
 from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
 from tests.support.worker import TopicNames, WorkerProcess
@@ -49,7 +50,7 @@ async def test_example_and_one_bad_message_leave_exactly_one_dead_letter(
     )
 
     dead = await read_topic(broker.bootstrap_servers, names.deadletter, until=lambda r: len(r) >= 1)
-    keyed = await read_topic(broker.bootstrap_servers, names.keyed, until=lambda r: len(r) >= 1)
+    keyed = await read_topic(broker.bootstrap_servers, names.keyed, until=lambda r: len(r) >= 2)
 
     assert len(dead) == 1
     letter = loads_model(DeadLetter, dead[0].value)
@@ -66,10 +67,15 @@ async def test_example_and_one_bad_message_leave_exactly_one_dead_letter(
     assert (letter.value, letter.encoding) == (bad_value.decode(), "utf-8")
     assert letter.event_id is None
 
-    assert len(keyed) == 1
-    assert keyed[0].key == b"s-17"
-    forwarded = loads_model(Observation, keyed[0].value)
-    assert forwarded == Observation.model_validate(DESIGN_EXAMPLE)
+    # The subject record, and (it has a group) the group record, each keyed for its scope.
+    by_key = {r.key: KeyedObservation.from_bytes(r.value) for r in keyed}
+    assert sorted(by_key) == [b"group:site-7", b"s-17"]
+    expected = Observation.model_validate(DESIGN_EXAMPLE)
+    for record in by_key.values():
+        assert record.to_observation() == expected
+        assert (record.source_partition, record.source_offset) == (0, 0)
+    assert (by_key[b"s-17"].scope, by_key[b"s-17"].entity) == ("subject", "s-17")
+    assert (by_key[b"group:site-7"].scope, by_key[b"group:site-7"].entity) == ("group", "site-7")
     assert await count_messages(broker.bootstrap_servers, names.deadletter) == 1
 
     status, body = worker.http("/healthz")

@@ -1,0 +1,226 @@
+"""The rolling agent: keyed observations -> dedup -> window panes -> insights.rolling.
+
+Batch-shaped: `take_events` hands over up to `batch_max` events (or what arrived within the
+flush interval); each batch is folded into per-partition state, the state that changed is
+written to the changelog table once per key, finals and coalesced changes are sent, and only
+then are the batch's events acknowledged — so a committed offset never runs ahead of the
+state and outputs it caused (at-least-once; with `exactly_once` all of it is one transaction).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable
+from typing import Any, Final
+
+import faust
+import structlog
+from faust.types import TP
+
+from agents.deadletters import DeadLetterSink
+from agents.rolling.records import insight_record
+from agents.rolling.state import Emission, Outcome, PartitionState
+from agents.rolling.windows import WindowPlan
+from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
+from models.keyed import KeyedObservation
+from streams.faust_compat import writing_partition
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.tables import Tables
+from streams.topics import Topics
+
+__all__ = ["RollingEngine", "attach_rolling"]
+
+logger = structlog.get_logger(__name__)
+
+_BATCH_MAX: Final = 5000
+
+
+class RollingEngine:
+    """Per-partition rolling state of one worker, loaded lazily from the changelog table."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        topics: Topics,
+        tables: Tables,
+        settings: Settings,
+        metrics: Metrics,
+        sink: DeadLetterSink,
+    ) -> None:
+        self.app = app
+        self.topics = topics
+        self.table = tables.rolling_state
+        self.settings = settings
+        self.metrics = metrics
+        self.sink = sink
+        self.plan = WindowPlan(settings.windows, round(settings.grace_s * 1000))
+        self.dedup_ttl_ms = round(settings.dedup_ttl_s * 1000)
+        self.emit_changes = settings.emit in ("changes", "both")
+        self.emit_finals = settings.emit in ("final", "both")
+        self.partitions: dict[int, PartitionState] = {}
+        self.last_activity: dict[int, float] = {}
+        self.last_changes: dict[int, float] = {}
+        self._chunk_ids = itertools.count()
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: Iterable[TP] = args[0] if args else kwargs.get("revoked", ())
+        for tp in revoked:
+            if tp.topic == self.topics.keyed.get_topic_name():
+                self.partitions.pop(tp.partition, None)
+                self.last_activity.pop(tp.partition, None)
+                self.last_changes.pop(tp.partition, None)
+
+    # -- state ------------------------------------------------------------------------
+
+    def state_for(self, partition: int) -> PartitionState:
+        """The partition's state, restored from the table on first use after assignment."""
+        state = self.partitions.get(partition)
+        if state is None:
+            state = PartitionState(self.plan, self.dedup_ttl_ms)
+            prefix = f"{partition}|".encode()
+            items = [
+                (key[len(prefix) :].decode(), value)
+                for key, value in self.table.data.items()
+                if key.startswith(prefix) and value is not None
+            ]
+            state.restore(items)
+            self.partitions[partition] = state
+            now = time.monotonic()
+            self.last_activity[partition] = now
+            self.last_changes[partition] = now
+            logger.info(
+                "partition_state_restored",
+                partition=partition,
+                keys=state.key_count,
+                watermark=format_utc(from_epoch_ms(state.watermark)) if state.watermark else None,
+            )
+        return state
+
+    # -- processing -------------------------------------------------------------------
+
+    async def process(self, events: list[faust.EventT[bytes]]) -> None:
+        """Fold a batch in, then persist and publish what it changed."""
+        touched: dict[int, PartitionState] = {}
+        late: list[KeyedObservation] = []
+        now = time.monotonic()
+        for event in events:
+            message = event.message
+            partition = message.partition
+            state = touched.get(partition)
+            if state is None:
+                state = touched[partition] = self.state_for(partition)
+                self.last_activity[partition] = now
+            if message.value is None:
+                logger.error(
+                    "keyed_record_without_value", partition=partition, offset=message.offset
+                )
+                continue
+            record = KeyedObservation.from_bytes(message.value)
+            outcome = state.offer(record, int(message.timestamp * 1000))
+            if outcome is Outcome.DUPLICATE:
+                self.metrics.duplicates.inc()
+            elif outcome is Outcome.LATE:
+                late.append(record)
+        for record in late:
+            await self._dead_letter_late(record, touched)
+        for partition, state in touched.items():
+            due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
+            await self.flush(partition, state, changes=due)
+
+    async def tick(self) -> None:
+        """Timer: load silent assigned partitions, close idle ones by wall clock, and
+        publish coalesced changes that are due."""
+        if not self._stable():
+            return
+        keyed = self.topics.keyed.get_topic_name()
+        for tp in self.app.consumer.assignment():
+            if tp.topic == keyed:
+                self.state_for(tp.partition)
+        now = time.monotonic()
+        wall_ms = int(time.time() * 1000)
+        for partition, state in list(self.partitions.items()):
+            if now - self.last_activity.get(partition, now) >= self.settings.idle_timeout_s:
+                state.advance(wall_ms)
+            due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
+            await self.flush(partition, state, changes=due)
+
+    def _stable(self) -> bool:
+        recovery: Any = getattr(self.app.tables, "recovery")  # noqa: B009  (untyped in Faust)
+        return not self.app.rebalancing and recovery.completed.is_set()
+
+    async def flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
+        """Write changed state to the changelog table, then send finals and due changes."""
+        emissions: list[Emission] = []
+        finals = state.take_finals()
+        if self.emit_finals:
+            emissions.extend(finals)
+        if changes:
+            self.last_changes[partition] = time.monotonic()
+            updates = state.take_changes()
+            if self.emit_changes:
+                emissions.extend(updates)
+        writes, _ = state.take_persist(f"{time.time_ns()}-{next(self._chunk_ids)}")
+        if writes:
+            prefix = f"{partition}|"
+            with writing_partition(self.app, self.topics.keyed.get_topic_name(), partition):
+                for name, value in writes.items():
+                    key = (prefix + name).encode()
+                    if value is None:
+                        if key in self.table:
+                            del self.table[key]
+                    else:
+                        self.table[key] = value
+        if emissions:
+            emitted_at = utc_now()
+            topic = self.topics.rolling
+            for emission in emissions:
+                key, value = insight_record(emission, emitted_at)
+                await topic.send(key=key, value=value)
+            self.metrics.records_emitted.labels(topic=topic.get_topic_name()).inc(len(emissions))
+
+    async def _dead_letter_late(
+        self, record: KeyedObservation, touched: dict[int, PartitionState]
+    ) -> None:
+        self.metrics.late.inc()
+        watermarks = {p: s.watermark for p, s in touched.items()}
+        message = (
+            f"every {record.scope} window holding observed_at has closed "
+            f"(partition watermarks {watermarks}, grace {self.settings.grace_s:g}s)"
+        )
+        await self.sink.send_record(
+            topic=self.settings.input_topic,
+            partition=record.source_partition,
+            offset=record.source_offset,
+            key=record.subject_id.encode(),
+            value=dumps(record.to_observation()),
+            reason=DeadLetterReason.LATE,
+            errors=[FieldError(field="observed_at", message=message)],
+            event_id=record.event_id,
+        )
+
+
+def attach_rolling(
+    app: faust.App,
+    topics: Topics,
+    tables: Tables,
+    settings: Settings,
+    metrics: Metrics,
+    sink: DeadLetterSink,
+) -> RollingEngine:
+    """Register the rolling agent and its timer."""
+    engine = RollingEngine(app, topics, tables, settings, metrics, sink)
+
+    @app.agent(topics.keyed, name="rolling")
+    async def rolling(stream: faust.StreamT[bytes]) -> None:
+        batches = stream.take_events(_BATCH_MAX, within=settings.flush_interval_s)  # type: ignore[attr-defined]
+        async for events in batches:
+            await engine.process(list(events))
+
+    @app.timer(interval=settings.flush_interval_s)  # type: ignore[untyped-decorator]
+    async def rolling_tick() -> None:
+        await engine.tick()
+
+    return engine

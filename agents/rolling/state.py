@@ -1,0 +1,265 @@
+"""The rolling state of one partition: watermark, dedup memory, and the panes of every
+(scope, entity, metric). Pure: the Faust agent feeds it observations and persists what it
+reports as changed, so the logic is tested without a broker."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import orjson
+
+from agents.rolling.aggregate import Aggregate
+from agents.rolling.windows import Window, WindowPlan
+from models.keyed import KeyedObservation
+
+__all__ = ["Emission", "Outcome", "PartitionState", "StateKey"]
+
+StateKey = tuple[str, str, str]  # (scope, entity, metric)
+
+
+class Outcome(Enum):
+    """What became of one offered observation."""
+
+    COUNTED = "counted"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """One window result to publish: current (final=False) or at close (final=True)."""
+
+    key: StateKey
+    window: Window
+    aggregate: Aggregate
+    final: bool
+
+
+@dataclass(slots=True)
+class _KeyState:
+    panes: dict[int, Aggregate] = field(default_factory=dict)
+    closed_until: int | None = None
+    next_close: int | None = None
+    dirty: set[int] = field(default_factory=set)
+
+
+class PartitionState:
+    """Everything one partition of the keyed stream needs to aggregate exactly."""
+
+    def __init__(self, plan: WindowPlan, dedup_ttl_ms: int) -> None:
+        self.plan = plan
+        self.dedup_ttl_ms = dedup_ttl_ms
+        self.watermark: int | None = None
+        self._keys: dict[StateKey, _KeyState] = {}
+        self._heap: list[tuple[int, StateKey]] = []
+        self._finals: list[Emission] = []
+        self._changed: set[StateKey] = set()
+        self._removed: set[StateKey] = set()
+        self._watermark_changed = False
+        # dedup: id -> received ms; arrival order for expiry; journal chunks for the changelog
+        self._seen: dict[str, int] = {}
+        self._seen_order: deque[tuple[int, str]] = deque()
+        self._new_seen: list[tuple[str, int]] = []
+        self._chunks: deque[tuple[int, str]] = deque()  # (newest received ms, chunk id)
+        self._expired_chunks: list[str] = []
+
+    # -- processing -------------------------------------------------------------------
+
+    def offer(self, obs: KeyedObservation, received_ms: int) -> Outcome:
+        """Count one observation unless it is a duplicate or late; closes windows that the
+        advancing watermark passes (their finals wait in `take_finals`)."""
+        self._expire_seen(received_ms)
+        dedup_key = obs.scope[0] + obs.event_id
+        if dedup_key in self._seen:
+            return Outcome.DUPLICATE
+        t = obs.observed_ms
+        if self.plan.is_late(t, self.watermark):
+            return Outcome.LATE
+        self._seen[dedup_key] = received_ms
+        self._seen_order.append((received_ms, dedup_key))
+        self._new_seen.append((dedup_key, received_ms))
+
+        key = (obs.scope, obs.entity, obs.metric)
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = _KeyState()
+        state.closed_until = self.watermark
+        pane = self.plan.pane_of(t)
+        aggregate = state.panes.get(pane)
+        if aggregate is None:
+            aggregate = state.panes[pane] = Aggregate()
+            close = self.plan.next_close((pane,), self.watermark)
+            if close is not None and (state.next_close is None or close < state.next_close):
+                state.next_close = close
+                heapq.heappush(self._heap, (close, key))
+        aggregate.add(obs.value, t, obs.event_id, obs.observer_id)
+        state.dirty.add(pane)
+        self._changed.add(key)
+        if self.watermark is None or t > self.watermark:
+            self.advance(t)
+        return Outcome.COUNTED
+
+    def advance(self, watermark_ms: int) -> None:
+        """Move the watermark forward (never back) and close every window it passes."""
+        if self.watermark is not None and watermark_ms <= self.watermark:
+            return
+        self.watermark = watermark_ms
+        self._watermark_changed = True
+        heap = self._heap
+        while heap and heap[0][0] <= watermark_ms:
+            close, key = heapq.heappop(heap)
+            state = self._keys.get(key)
+            if state is None or state.next_close != close:
+                continue  # stale heap entry
+            self._close(key, state, watermark_ms)
+
+    def _close(self, key: StateKey, state: _KeyState, watermark_ms: int) -> None:
+        plan = self.plan
+        for window in plan.windows_closing(state.panes, state.closed_until, watermark_ms):
+            aggregate = self._window_aggregate(state, window)
+            if aggregate is not None:
+                self._finals.append(Emission(key, window, aggregate, final=True))
+        state.closed_until = watermark_ms
+        for pane in [p for p in state.panes if plan.pane_expired(p, watermark_ms)]:
+            del state.panes[pane]
+            state.dirty.discard(pane)
+        if not state.panes:
+            del self._keys[key]
+            self._changed.discard(key)
+            self._removed.add(key)
+            return
+        self._changed.add(key)
+        state.next_close = plan.next_close(state.panes, watermark_ms)
+        if state.next_close is not None:
+            heapq.heappush(self._heap, (state.next_close, key))
+
+    def _window_aggregate(self, state: _KeyState, window: Window) -> Aggregate | None:
+        parts = [state.panes[p] for p in self.plan.panes_of(window) if p in state.panes]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else Aggregate.merged(parts)
+
+    def _expire_seen(self, now_ms: int) -> None:
+        horizon = now_ms - self.dedup_ttl_ms
+        order = self._seen_order
+        while order and order[0][0] <= horizon:
+            received, dedup_key = order.popleft()
+            if self._seen.get(dedup_key) == received:
+                del self._seen[dedup_key]
+        chunks = self._chunks
+        while chunks and chunks[0][0] <= horizon:
+            self._expired_chunks.append(chunks.popleft()[1])
+
+    # -- what to publish --------------------------------------------------------------
+
+    def take_finals(self) -> list[Emission]:
+        """Finals of the windows closed since the last call, in close order."""
+        finals, self._finals = self._finals, []
+        return finals
+
+    def take_changes(self) -> list[Emission]:
+        """Current figures of every open window touched since the last call."""
+        emissions: list[Emission] = []
+        watermark = self.watermark
+        grace = self.plan.grace_ms
+        for key, state in self._keys.items():
+            if not state.dirty:
+                continue
+            windows = {
+                w
+                for pane in state.dirty
+                for w in self.plan.windows_of(pane)
+                if watermark is None or w.end_ms + grace > watermark
+            }
+            for window in sorted(windows):
+                aggregate = self._window_aggregate(state, window)
+                if aggregate is not None:
+                    emissions.append(Emission(key, window, aggregate, final=False))
+            state.dirty.clear()
+        return emissions
+
+    @property
+    def key_count(self) -> int:
+        """Live (scope, entity, metric) keys."""
+        return len(self._keys)
+
+    @property
+    def pane_count(self) -> int:
+        """Live panes over all keys."""
+        return sum(len(s.panes) for s in self._keys.values())
+
+    # -- persistence (the changelog) -----------------------------------------------------
+
+    def take_persist(self, chunk_id: str) -> tuple[dict[str, bytes | None], int]:
+        """What changed since the last call, as logical key -> value (None deletes).
+
+        `chunk_id` names the dedup journal chunk written now (unique within the partition).
+        Returns the writes and how many keys they cover.
+        """
+        writes: dict[str, bytes | None] = {}
+        for key in self._changed:
+            state = self._keys[key]
+            panes = [[p, a.to_state()] for p, a in state.panes.items()]
+            writes[_key_name("a", *key)] = orjson.dumps([state.closed_until, panes])
+        for key in self._removed:
+            writes[_key_name("a", *key)] = None
+        self._changed.clear()
+        self._removed.clear()
+        if self._watermark_changed:
+            writes[_key_name("w")] = orjson.dumps(self.watermark)
+            self._watermark_changed = False
+        if self._new_seen:
+            newest = max(ts for _, ts in self._new_seen)
+            writes[_key_name("d", chunk_id)] = orjson.dumps(self._new_seen)
+            self._chunks.append((newest, chunk_id))
+            self._new_seen = []
+        for expired in self._expired_chunks:
+            writes[_key_name("d", expired)] = None
+        self._expired_chunks.clear()
+        return writes, len(writes)
+
+    def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """Rebuild from persisted logical key -> value pairs (after recovery)."""
+        chunks: list[tuple[int, str, list[Any]]] = []
+        for name, raw in items:
+            parts = orjson.loads(name)
+            value = orjson.loads(raw)
+            kind = parts[0]
+            if kind == "w":
+                self.watermark = value
+            elif kind == "a":
+                key: StateKey = (parts[1], parts[2], parts[3])
+                closed_until, panes = value
+                state = _KeyState(
+                    panes={int(p): Aggregate.from_state(a) for p, a in panes},
+                    closed_until=closed_until,
+                )
+                self._keys[key] = state
+            elif kind == "d":
+                entries = [(str(k), int(ts)) for k, ts in value]
+                newest = max((ts for _, ts in entries), default=0)
+                chunks.append((newest, parts[1], entries))
+        for newest, chunk_id, entries in sorted(chunks):
+            self._chunks.append((newest, chunk_id))
+            for dedup_key, ts in entries:
+                self._seen[dedup_key] = ts
+        self._seen_order = deque(sorted((ts, k) for k, ts in self._seen.items()))
+        for key, state in self._keys.items():
+            state.next_close = self.plan.next_close(state.panes, state.closed_until)
+            if state.next_close is not None:
+                heapq.heappush(self._heap, (state.next_close, key))
+        # Windows the restored watermark already passed close now (e.g. state written
+        # before their final was sent).
+        if self.watermark is not None:
+            watermark, self.watermark = self.watermark, None
+            self.advance(watermark)
+            self._watermark_changed = False
+
+
+def _key_name(*parts: Any) -> str:
+    return orjson.dumps(parts).decode()

@@ -1,0 +1,93 @@
+"""Event-time window maths on epoch-aligned panes.
+
+Every window family (tumbling `size`, hopping `size/step`) is a union of panes of
+`pane_ms = gcd(all sizes and steps)`. An event updates exactly one pane; a window's
+aggregate is the merge of its panes. Times are epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from streams.durations import WindowSpec
+
+__all__ = ["Window", "WindowPlan"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Window:
+    """One window `[start_ms, end_ms)` of one family."""
+
+    end_ms: int
+    start_ms: int
+    spec: WindowSpec
+
+    @property
+    def size_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+
+class WindowPlan:
+    """The window families of a worker, their common pane size, and the grace period."""
+
+    def __init__(self, specs: Sequence[WindowSpec], grace_ms: int) -> None:
+        if not specs:
+            msg = "at least one window spec is required"
+            raise ValueError(msg)
+        self.specs = tuple(specs)
+        self.grace_ms = grace_ms
+        self.pane_ms = math.gcd(*(v * 1000 for s in specs for v in (s.size_s, s.step_s)))
+        self._families = tuple((s, s.size_s * 1000, s.step_s * 1000) for s in specs)
+
+    def pane_of(self, t_ms: int) -> int:
+        """Start of the pane holding time `t_ms`."""
+        return t_ms - t_ms % self.pane_ms
+
+    def windows_of(self, t_ms: int) -> Iterator[Window]:
+        """Every window, of every family, that holds time `t_ms`."""
+        for spec, size, step in self._families:
+            start = t_ms - t_ms % step
+            while start > t_ms - size:
+                yield Window(start + size, start, spec)
+                start -= step
+
+    def last_end(self, t_ms: int) -> int:
+        """The latest end among the windows holding `t_ms`."""
+        return max(t_ms - t_ms % step + size for _, size, step in self._families)
+
+    def is_late(self, t_ms: int, watermark_ms: int | None) -> bool:
+        """True when every window holding `t_ms` has closed."""
+        return watermark_ms is not None and self.last_end(t_ms) + self.grace_ms <= watermark_ms
+
+    def pane_expired(self, pane_ms: int, watermark_ms: int) -> bool:
+        """True when every window holding this pane has closed (the pane can be dropped)."""
+        return self.last_end(pane_ms) + self.grace_ms <= watermark_ms
+
+    def windows_closing(
+        self, panes: Iterable[int], after_ms: int | None, until_ms: int
+    ) -> list[Window]:
+        """Windows holding any of `panes` whose close time (end + grace) lies in
+        `(after_ms, until_ms]`, in close order."""
+        found: set[Window] = set()
+        for pane in panes:
+            for window in self.windows_of(pane):
+                close = window.end_ms + self.grace_ms
+                if (after_ms is None or close > after_ms) and close <= until_ms:
+                    found.add(window)
+        return sorted(found)
+
+    def next_close(self, panes: Iterable[int], after_ms: int | None) -> int | None:
+        """The earliest close time after `after_ms` of any window holding one of `panes`."""
+        best: int | None = None
+        for pane in panes:
+            for window in self.windows_of(pane):
+                close = window.end_ms + self.grace_ms
+                if (after_ms is None or close > after_ms) and (best is None or close < best):
+                    best = close
+        return best
+
+    def panes_of(self, window: Window) -> range:
+        """Pane starts covering `window`."""
+        return range(window.start_ms, window.end_ms, self.pane_ms)

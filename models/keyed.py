@@ -1,0 +1,102 @@
+"""The internal record of the keyed stream: a validated observation, routed by entity.
+
+Internal and trusted (written only by the ingest agent), so it is a compact JSON array and a
+slotted dataclass rather than a pydantic model: decoding it is on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+
+from models.observation import Observation
+from models.timefmt import from_epoch_ms
+
+__all__ = ["KeyedObservation"]
+
+Scope = Literal["subject", "group"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedObservation:
+    """An observation for one aggregation scope: its subject, or its group."""
+
+    scope: Scope
+    entity: str  # subject_id (scope subject) or group_id (scope group)
+    event_id: str
+    observer_id: str
+    subject_id: str
+    group_id: str | None
+    metric: str
+    value: float
+    observed_ms: int
+    attributes: dict[str, str] | None
+    source_partition: int  # where the observation was read from the input topic
+    source_offset: int
+
+    @property
+    def kafka_key(self) -> bytes:
+        """Partitioning key: `subject_id`, or `group:<group_id>`."""
+        return (self.entity if self.scope == "subject" else f"group:{self.entity}").encode()
+
+    @classmethod
+    def for_scopes(
+        cls, obs: Observation, source_partition: int, source_offset: int
+    ) -> list[KeyedObservation]:
+        """The subject record, plus the group record when the observation has a group."""
+        common = (
+            obs.event_id,
+            obs.observer_id,
+            obs.subject_id,
+            obs.group_id,
+            obs.metric,
+            obs.value,
+            obs.observed_ms,
+            obs.attributes,
+            source_partition,
+            source_offset,
+        )
+        records = [cls("subject", obs.subject_id, *common)]
+        if obs.group_id is not None:
+            records.append(cls("group", obs.group_id, *common))
+        return records
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON array, field order as declared."""
+        return orjson.dumps(
+            [
+                self.scope,
+                self.entity,
+                self.event_id,
+                self.observer_id,
+                self.subject_id,
+                self.group_id,
+                self.metric,
+                self.value,
+                self.observed_ms,
+                self.attributes,
+                self.source_partition,
+                self.source_offset,
+            ]
+        )
+
+    def to_observation(self) -> Observation:
+        """The observation as it was accepted (for dead letters of late events)."""
+        return Observation.model_construct(
+            event_id=self.event_id,
+            observer_id=self.observer_id,
+            subject_id=self.subject_id,
+            metric=self.metric,
+            value=self.value,
+            observed_at=from_epoch_ms(self.observed_ms),
+            group_id=self.group_id,
+            attributes=self.attributes,
+            schema_version=1,
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> KeyedObservation:
+        """Inverse of `to_bytes`."""
+        return cls(*orjson.loads(raw))
