@@ -9,6 +9,7 @@ import structlog
 from faust.types import Message
 
 from models import DeadLetter, DeadLetterReason, FieldError, dumps, encode_bytes, utc_now
+from streams.faust_compat import send_caused_by
 from streams.metrics import Metrics
 
 __all__ = ["DeadLetterSink", "build_dead_letter"]
@@ -48,7 +49,8 @@ def build_dead_letter(
 class DeadLetterSink:
     """Sends dead letters, logs where each came from, counts them by reason."""
 
-    def __init__(self, topic: faust.TopicT, metrics: Metrics) -> None:
+    def __init__(self, app: faust.App, topic: str, metrics: Metrics) -> None:
+        self._app = app
         self._topic = topic
         self._metrics = metrics
 
@@ -57,6 +59,7 @@ class DeadLetterSink:
     ) -> None:
         """Dead-letter an input message as it was read."""
         await self.send_record(
+            source=(message.topic, message.partition),
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
@@ -69,6 +72,7 @@ class DeadLetterSink:
     async def send_record(
         self,
         *,
+        source: tuple[str, int],
         topic: str,
         partition: int,
         offset: int,
@@ -78,7 +82,10 @@ class DeadLetterSink:
         errors: Sequence[FieldError],
         event_id: str | None = None,
     ) -> None:
-        """Send one dead letter (keyed like its source) and count it."""
+        """Send one dead letter (keyed like its source) and count it.
+
+        `source` is the (topic, partition) whose processing found it, for transactions.
+        """
         record = build_dead_letter(
             topic=topic,
             partition=partition,
@@ -89,7 +96,14 @@ class DeadLetterSink:
             errors=errors,
             event_id=event_id,
         )
-        await self._topic.send(key=key, value=dumps(record))
+        await send_caused_by(
+            self._app,
+            self._topic,
+            key,
+            dumps(record),
+            source_topic=source[0],
+            source_partition=source[1],
+        )
         self._metrics.dead_letters.labels(reason=reason.value).inc()
         logger.warning(
             "dead_letter",

@@ -9,6 +9,7 @@ import structlog
 from agents.deadletters import DeadLetterSink
 from models import DecodeError, decode_observation
 from models.keyed import KeyedObservation
+from streams.faust_compat import send_caused_by
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import Topics
@@ -23,6 +24,8 @@ def attach_ingest(
 ) -> None:
     """Register the ingest agent: input topic -> (dead letters | keyed-by-subject topic)."""
     max_bytes = settings.max_message_bytes
+    source_topic = topics.input.get_topic_name()
+    keyed_topic = topics.keyed.get_topic_name()
 
     @app.agent(topics.input, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -38,4 +41,11 @@ def attach_ingest(
             for record in KeyedObservation.for_scopes(
                 observation, message.partition, message.offset
             ):
-                await topics.keyed.send(key=record.kafka_key, value=record.to_bytes())
+                await send_caused_by(
+                    app,
+                    keyed_topic,
+                    record.kafka_key,
+                    record.to_bytes(),
+                    source_topic=source_topic,
+                    source_partition=message.partition,
+                )

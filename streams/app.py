@@ -88,7 +88,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> Insights:
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_options(settings))
     topics = declare_topics(app, settings)
-    sink = DeadLetterSink(topics.deadletter, metrics)
+    sink = DeadLetterSink(app, settings.deadletter_topic, metrics)
     tables = declare_tables(app, settings)
     attach_ingest(app, topics, settings, metrics, sink)
     attach_rolling(app, topics, tables, settings, metrics, sink)

@@ -21,7 +21,7 @@ from faust import streams as _faust_streams
 from faust.events import Event
 from faust.types import Message
 
-__all__ = ["writing_partition"]
+__all__ = ["send_caused_by", "writing_partition"]
 
 
 @contextlib.contextmanager
@@ -44,3 +44,35 @@ def writing_partition(app: faust.App, topic: str, partition: int) -> Iterator[No
         yield
     finally:
         _faust_streams._current_event.reset(token)
+
+
+async def send_caused_by(
+    app: faust.App,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    source_topic: str,
+    source_partition: int,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """Send a record caused by processing `source_topic`/`source_partition`.
+
+    Under `exactly_once` the record goes through that source partition's transactional
+    producer, so it commits or aborts together with the source offsets and the changelog
+    writes of the same work. (Faust's own routing picks the producer by the *destination*
+    partition, and only for topics the app consumes: outputs to other topics would leave
+    the transaction, and a destination partition owned by another worker has no producer
+    here.) Transactional ids follow Faust's `{app id}-{topic group}-{partition}`.
+    Upstream change that would remove it: `topic.send(..., transactional_id=...)` or a
+    "send for the current event's partition" option.
+    """
+    if app.in_transaction:
+        manager: Any = app.consumer.transactions
+        group = app.assignor.group_for_topic(source_topic)
+        transactional_id = f"{app.conf.id}-{group}-{source_partition}"
+        await manager.producer.send(
+            topic, key, value, None, None, headers, transactional_id=transactional_id
+        )
+    else:
+        await app.producer.send(topic, key, value, None, None, headers)

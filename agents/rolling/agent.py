@@ -24,7 +24,7 @@ from agents.rolling.state import Emission, Outcome, PartitionState
 from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
 from models.keyed import KeyedObservation
-from streams.faust_compat import writing_partition
+from streams.faust_compat import send_caused_by, writing_partition
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables
@@ -59,6 +59,7 @@ class RollingEngine:
         self.dedup_ttl_ms = round(settings.dedup_ttl_s * 1000)
         self.emit_changes = settings.emit in ("changes", "both")
         self.emit_finals = settings.emit in ("final", "both")
+        self.keyed_topic = topics.keyed.get_topic_name()
         self.partitions: dict[int, PartitionState] = {}
         self.last_activity: dict[int, float] = {}
         self.last_changes: dict[int, float] = {}
@@ -68,7 +69,7 @@ class RollingEngine:
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked: Iterable[TP] = args[0] if args else kwargs.get("revoked", ())
         for tp in revoked:
-            if tp.topic == self.topics.keyed.get_topic_name():
+            if tp.topic == self.keyed_topic:
                 self.partitions.pop(tp.partition, None)
                 self.last_activity.pop(tp.partition, None)
                 self.last_changes.pop(tp.partition, None)
@@ -104,7 +105,7 @@ class RollingEngine:
     async def process(self, events: list[faust.EventT[bytes]]) -> None:
         """Fold a batch in, then persist and publish what it changed."""
         touched: dict[int, PartitionState] = {}
-        late: list[KeyedObservation] = []
+        late: list[tuple[int, KeyedObservation]] = []
         now = time.monotonic()
         for event in events:
             message = event.message
@@ -123,9 +124,9 @@ class RollingEngine:
             if outcome is Outcome.DUPLICATE:
                 self.metrics.duplicates.inc()
             elif outcome is Outcome.LATE:
-                late.append(record)
-        for record in late:
-            await self._dead_letter_late(record, touched)
+                late.append((partition, record))
+        for partition, record in late:
+            await self._dead_letter_late(partition, record, touched)
         for partition, state in touched.items():
             due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
             await self.flush(partition, state, changes=due)
@@ -135,7 +136,7 @@ class RollingEngine:
         publish coalesced changes that are due."""
         if not self._stable():
             return
-        keyed = self.topics.keyed.get_topic_name()
+        keyed = self.keyed_topic
         for tp in self.app.consumer.assignment():
             if tp.topic == keyed:
                 self.state_for(tp.partition)
@@ -165,7 +166,7 @@ class RollingEngine:
         writes, _ = state.take_persist(f"{time.time_ns()}-{next(self._chunk_ids)}")
         if writes:
             prefix = f"{partition}|"
-            with writing_partition(self.app, self.topics.keyed.get_topic_name(), partition):
+            with writing_partition(self.app, self.keyed_topic, partition):
                 for name, value in writes.items():
                     key = (prefix + name).encode()
                     if value is None:
@@ -175,22 +176,30 @@ class RollingEngine:
                         self.table[key] = value
         if emissions:
             emitted_at = utc_now()
-            topic = self.topics.rolling
+            topic = self.topics.rolling.get_topic_name()
             for emission in emissions:
                 key, value = insight_record(emission, emitted_at)
-                await topic.send(key=key, value=value)
-            self.metrics.records_emitted.labels(topic=topic.get_topic_name()).inc(len(emissions))
+                await send_caused_by(
+                    self.app,
+                    topic,
+                    key,
+                    value,
+                    source_topic=self.keyed_topic,
+                    source_partition=partition,
+                )
+            self.metrics.records_emitted.labels(topic=topic).inc(len(emissions))
 
     async def _dead_letter_late(
-        self, record: KeyedObservation, touched: dict[int, PartitionState]
+        self, partition: int, record: KeyedObservation, touched: dict[int, PartitionState]
     ) -> None:
         self.metrics.late.inc()
-        watermarks = {p: s.watermark for p, s in touched.items()}
+        watermark = touched[partition].watermark
         message = (
-            f"every {record.scope} window holding observed_at has closed "
-            f"(partition watermarks {watermarks}, grace {self.settings.grace_s:g}s)"
+            f"every {record.scope} window holding observed_at has closed: the watermark is "
+            f"{format_utc(from_epoch_ms(watermark or 0))}, grace {self.settings.grace_s:g}s"
         )
         await self.sink.send_record(
+            source=(self.keyed_topic, partition),
             topic=self.settings.input_topic,
             partition=record.source_partition,
             offset=record.source_offset,

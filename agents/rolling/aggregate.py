@@ -45,6 +45,7 @@ class Summary:
     first_ms: int
     last_ms: int
     observers: int
+    per_observer: tuple[tuple[str, int, float], ...]  # (observer_id, count, sum), sorted
 
 
 class Aggregate:
@@ -161,6 +162,9 @@ class Aggregate:
             first_ms=self.first[0],
             last_ms=self.last[0],
             observers=len(self.observers),
+            per_observer=tuple(
+                sorted((o, int(n), float(v)) for o, (n, v) in self.observers.items())
+            ),
         )
 
     def to_state(self) -> list[Any]:

@@ -14,7 +14,7 @@ def insight_record(emission: Emission, emitted_at: datetime) -> tuple[bytes, byt
     """(Kafka key, JSON value) of the rolling insight for one emission."""
     scope, entity, metric = emission.key
     window = emission.window
-    summary = emission.aggregate.finish()
+    summary = emission.summary
     size_s = window.spec.size_s
     record = RollingInsight(
         scope="subject" if scope == "subject" else "group",

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from agents.rolling.aggregate import Aggregate
+from agents.rolling.aggregate import Aggregate, Summary
 from agents.rolling.windows import Window, WindowPlan
 from models.keyed import KeyedObservation
 
@@ -32,11 +32,14 @@ class Outcome(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Emission:
-    """One window result to publish: current (final=False) or at close (final=True)."""
+    """One window result to publish: current (final=False) or at close (final=True).
+
+    The summary is taken when the emission is made, so later events cannot change it.
+    """
 
     key: StateKey
     window: Window
-    aggregate: Aggregate
+    summary: Summary
     final: bool
 
 
@@ -121,9 +124,9 @@ class PartitionState:
     def _close(self, key: StateKey, state: _KeyState, watermark_ms: int) -> None:
         plan = self.plan
         for window in plan.windows_closing(state.panes, state.closed_until, watermark_ms):
-            aggregate = self._window_aggregate(state, window)
-            if aggregate is not None:
-                self._finals.append(Emission(key, window, aggregate, final=True))
+            summary = self._window_summary(state, window)
+            if summary is not None:
+                self._finals.append(Emission(key, window, summary, final=True))
         state.closed_until = watermark_ms
         for pane in [p for p in state.panes if plan.pane_expired(p, watermark_ms)]:
             del state.panes[pane]
@@ -138,11 +141,11 @@ class PartitionState:
         if state.next_close is not None:
             heapq.heappush(self._heap, (state.next_close, key))
 
-    def _window_aggregate(self, state: _KeyState, window: Window) -> Aggregate | None:
+    def _window_summary(self, state: _KeyState, window: Window) -> Summary | None:
         parts = [state.panes[p] for p in self.plan.panes_of(window) if p in state.panes]
         if not parts:
             return None
-        return parts[0] if len(parts) == 1 else Aggregate.merged(parts)
+        return (parts[0] if len(parts) == 1 else Aggregate.merged(parts)).finish()
 
     def _expire_seen(self, now_ms: int) -> None:
         horizon = now_ms - self.dedup_ttl_ms
@@ -177,9 +180,9 @@ class PartitionState:
                 if watermark is None or w.end_ms + grace > watermark
             }
             for window in sorted(windows):
-                aggregate = self._window_aggregate(state, window)
-                if aggregate is not None:
-                    emissions.append(Emission(key, window, aggregate, final=False))
+                summary = self._window_summary(state, window)
+                if summary is not None:
+                    emissions.append(Emission(key, window, summary, final=False))
             state.dirty.clear()
         return emissions
 

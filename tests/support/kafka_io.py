@@ -58,9 +58,12 @@ async def read_topic(
 ) -> list[ConsumerRecord[Any, Any]]:
     """Read a topic from the beginning until `until(records)` holds or the deadline passes.
 
-    Returns what was read either way; the caller asserts on it.
+    Returns what was read either way; the caller asserts on it. Reads committed records
+    only, so aborted transactions (exactly_once after a crash) are not seen.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     records: list[ConsumerRecord[Any, Any]] = []
     end = time.monotonic() + deadline_s
@@ -87,9 +90,13 @@ async def read_topic(
     return records
 
 
-async def count_messages(bootstrap: str, topic: str) -> int:
-    """How many messages a topic holds now (sum of end minus beginning offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def count_messages(bootstrap: str, topic: str, deadline_s: float = 30.0) -> int:
+    """How many messages a topic holds now, by reading it up to each partition's last
+    stable offset as fetch responses report it. (ListOffsets is not used: the embedded broker
+    answers it with the last batch's base offset + 1, which undercounts batched records.)"""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
@@ -97,8 +104,18 @@ async def count_messages(bootstrap: str, topic: str) -> int:
         tps = [TopicPartition(topic, p) for p in partitions]
         if not tps:
             return 0
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        return sum(ends[tp] - starts[tp] for tp in tps)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        count = 0
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            batch = await consumer.getmany(timeout_ms=200)
+            count += sum(len(records) for records in batch.values())
+            marks = [consumer.last_stable_offset(tp) for tp in tps]
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(m is not None and pos >= m for pos, m in zip(positions, marks, strict=True)):
+                return count
+        msg = f"could not read {topic} to its end within {deadline_s}s"
+        raise AssertionError(msg)
     finally:
         await consumer.stop()

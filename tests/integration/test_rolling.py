@@ -1,0 +1,223 @@
+"""The rolling engine on a real broker, against ground truth computed in the test from the
+same generated events: exact finals, late events, duplicates, restarts, idle close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from models import DeadLetter, loads_model
+from streams.durations import parse_windows
+from tests.support.broker import Broker
+from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
+from tests.support.scenario import final_figures, generate
+from tests.support.truth import assert_matches
+from tests.support.worker import TopicNames, WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+SPECS = parse_windows("tumbling:60s,hopping:300s/60s")
+# Idle close is by wall clock; these events are stamped hours ago, so keep it out of the way.
+ENGINE_ENV = {"INSIGHTS_IDLE_TIMEOUT": "1h", "INSIGHTS_GRACE": "30s"}
+
+
+async def wait_for_finals(
+    broker: Broker, names: TopicNames, expected: dict[Any, Any], deadline_s: float = 120.0
+) -> dict[Any, list[dict[str, Any]]]:
+    def complete(records: list[Any]) -> bool:
+        return set(expected) <= set(final_figures(records))
+
+    records = await read_topic(
+        broker.bootstrap_servers, names.rolling, until=complete, deadline_s=deadline_s
+    )
+    return final_figures(records)
+
+
+def assert_exact(finals: dict[Any, list[dict[str, Any]]], expected: dict[Any, Any]) -> None:
+    missing = set(expected) - set(finals)
+    extra = set(finals) - set(expected)
+    assert not missing, f"{len(missing)} windows without a final, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} finals for windows without data, e.g. {sorted(extra)[:3]}"
+    for key, records in finals.items():
+        assert len(records) == 1, f"{key}: {len(records)} finals"
+        assert_matches(records[0], expected[key], str(key))
+
+
+async def test_finals_equal_ground_truth_and_late_events_are_dead_letters(
+    broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    scenario = generate(seed=1, n=3000)
+    expected = scenario.expected(SPECS)
+    await create_topic(broker.bootstrap_servers, names.input, 4)
+    worker = start_worker(**ENGINE_ENV)
+    await produce(broker.bootstrap_servers, names.input, scenario.payloads(), partition=0)
+    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    worker.wait_ready()
+
+    finals = await wait_for_finals(broker, names, expected)
+    assert_exact(finals, expected)
+    assert len(expected) > 500  # several subjects, metrics, groups and windows
+
+    # Every window of these is closed now: each is a dead letter, counted nowhere.
+    await produce(
+        broker.bootstrap_servers, names.input, scenario.payloads(scenario.late), partition=0
+    )
+    dead = await read_topic(
+        broker.bootstrap_servers, names.deadletter, until=lambda r: len(r) >= len(scenario.late)
+    )
+    letters = [loads_model(DeadLetter, r.value) for r in dead]
+    assert sorted(d.event_id or "" for d in letters) == sorted(e.event_id for e in scenario.late)
+    assert {d.reason.value for d in letters} == {"late"}
+    assert {d.topic for d in letters} == {names.input}
+    for letter in letters:
+        assert json.loads(letter.value or "")["event_id"] == letter.event_id
+    # A final would have to be re-sent to count them; none is, and nothing else arrived.
+    records = await read_topic(
+        broker.bootstrap_servers,
+        names.rolling,
+        until=lambda r: False,
+        deadline_s=3.0,
+    )
+    assert_exact(final_figures(records), expected)
+    assert await count_messages(broker.bootstrap_servers, names.deadletter) == len(scenario.late)
+    metrics = worker.metrics()
+    resends = len(scenario.events) - len({e.event_id for e in scenario.events})
+    # Each resent event is a duplicate in its subject scope, and again in its group scope.
+    duplicates = resends + sum(
+        1 for i, e in enumerate(scenario.events) if e.group_id and e in scenario.events[:i]
+    )
+    assert resends > 50
+    assert f"insights_late_events_total {float(len(scenario.late))}" in metrics
+    assert f"insights_duplicates_total {float(duplicates)}" in metrics
+    assert worker.stop() == 0
+
+
+async def test_restart_midstream_keeps_finals_exact_and_duplicates_counted_once(
+    broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    scenario = generate(seed=2, n=2000)
+    expected = scenario.expected(SPECS)
+    half = len(scenario.events) // 2
+    first, second = scenario.events[:half], scenario.events[half:]
+    await create_topic(broker.bootstrap_servers, names.input, 4)
+
+    worker = start_worker(**ENGINE_ENV)
+    worker.wait_ready()
+    await produce(broker.bootstrap_servers, names.input, scenario.payloads(first), partition=0)
+    assert worker.stop(signal.SIGTERM) == 0
+
+    replacement = start_worker(**ENGINE_ENV)
+    # Duplicates across the restart: the last 50 of the first half are sent again.
+    resent = first[-50:]
+    await produce(
+        broker.bootstrap_servers, names.input, scenario.payloads(resent + second), partition=0
+    )
+    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    replacement.wait_ready()
+    assert_exact(await wait_for_finals(broker, names, expected), expected)
+    assert replacement.stop() == 0
+
+
+async def test_kill_9_under_exactly_once_keeps_finals_exact(
+    broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    if not broker.transactions:
+        pytest.skip(
+            "exactly_once needs transactional producers: the embedded broker (Tansu) answers "
+            "InitProducerId with UnknownError; CI runs this test on Apache Kafka"
+        )
+    env = {**ENGINE_ENV, "INSIGHTS_PROCESSING_GUARANTEE": "exactly_once"}
+    scenario = generate(seed=3, n=2000)
+    expected = scenario.expected(SPECS)
+    half = len(scenario.events) // 2
+    await create_topic(broker.bootstrap_servers, names.input, 4)
+    worker = start_worker(**env)
+    worker.wait_ready()
+    await produce(
+        broker.bootstrap_servers,
+        names.input,
+        scenario.payloads(scenario.events[:half]),
+        partition=0,
+    )
+    await _wait_metric_at_least(worker, "insights_events_received_total", half // 2)
+    worker.stop(signal.SIGKILL)
+
+    replacement = start_worker(**env)
+    await produce(
+        broker.bootstrap_servers,
+        names.input,
+        scenario.payloads(scenario.events[half:]),
+        partition=0,
+    )
+    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    replacement.wait_ready()
+    assert_exact(await wait_for_finals(broker, names, expected), expected)
+    assert replacement.stop() == 0
+
+
+async def test_kill_9_under_at_least_once_loses_nothing(
+    broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    scenario = generate(seed=4, n=2000)
+    expected = scenario.expected(SPECS)
+    half = len(scenario.events) // 2
+    await create_topic(broker.bootstrap_servers, names.input, 4)
+    worker = start_worker(**ENGINE_ENV)
+    worker.wait_ready()
+    await produce(
+        broker.bootstrap_servers,
+        names.input,
+        scenario.payloads(scenario.events[:half]),
+        partition=0,
+    )
+    await _wait_metric_at_least(worker, "insights_events_received_total", half // 2)
+    worker.stop(signal.SIGKILL)
+
+    replacement = start_worker(**ENGINE_ENV)
+    await produce(
+        broker.bootstrap_servers,
+        names.input,
+        scenario.payloads(scenario.events[half:]),
+        partition=0,
+    )
+    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    replacement.wait_ready()
+    finals = await wait_for_finals(broker, names, expected)
+    assert set(finals) == set(expected)
+    for key, records in finals.items():
+        for record in records:
+            assert record["count"] >= expected[key]["count"], key
+    assert replacement.stop() == 0
+
+
+async def test_a_silent_partition_closes_its_windows_by_wall_clock(
+    broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    scenario = generate(seed=5, n=200)
+    expected = scenario.expected(SPECS)
+    worker = start_worker(INSIGHTS_IDLE_TIMEOUT="3s")
+    worker.wait_ready()
+    await produce(broker.bootstrap_servers, names.input, scenario.payloads(), partition=0)
+    sent_at = time.monotonic()
+    finals = await wait_for_finals(broker, names, expected, deadline_s=30.0)
+    took = time.monotonic() - sent_at
+    assert_exact(finals, expected)
+    assert took <= 3 + 5, f"finals took {took:.1f}s after the partition went silent"
+    assert worker.stop() == 0
+
+
+async def _wait_metric_at_least(worker: WorkerProcess, name: str, value: float) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for line in worker.metrics().splitlines():
+            if line.startswith(name + " ") and float(line.split()[1]) >= value:
+                return
+        await asyncio.sleep(0.05)
+    msg = f"{name} did not reach {value}"
+    raise AssertionError(msg)

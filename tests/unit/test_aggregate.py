@@ -1,0 +1,106 @@
+"""The aggregate and its sketch: exact figures, and merging in any split equals all at once."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+
+import pytest
+from ddsketch import DDSketch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.rolling import Aggregate, QuantileSketch
+
+values = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False)
+points = st.lists(
+    st.tuples(values, st.integers(0, 10**6), st.sampled_from(["o1", "o2", "o3"])),
+    min_size=1,
+    max_size=60,
+)
+
+
+def build(rows: list[tuple[float, int, str]], offset: int = 0) -> Aggregate:
+    agg = Aggregate()
+    for i, (value, t, observer) in enumerate(rows):
+        agg.add(value, t, f"e{offset + i:05d}", observer)
+    return agg
+
+
+def exact_quantile(data: list[float], q: float) -> float:
+    """DDSketch's rank rule on the exact sorted data."""
+    return sorted(data)[math.floor(q * (len(data) - 1))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=points, cuts=st.lists(st.integers(0, 60), max_size=5))
+def test_merging_any_split_equals_aggregating_at_once(
+    rows: list[tuple[float, int, str]], cuts: list[int]
+) -> None:
+    whole = build(rows)
+    bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
+    parts = [build(rows[a:b], offset=a) for a, b in itertools.pairwise(bounds)]
+    merged = Aggregate.merged(parts)
+    a, b = whole.finish(), merged.finish()
+    assert (a.count, a.sum, a.min, a.max) == (b.count, b.sum, b.min, b.max)
+    assert (a.first_value, a.first_ms, a.last_value, a.last_ms) == (
+        b.first_value,
+        b.first_ms,
+        b.last_value,
+        b.last_ms,
+    )
+    assert a.observers == b.observers
+    assert merged.sketch.positive == whole.sketch.positive
+    assert merged.sketch.negative == whole.sketch.negative
+    assert merged.sketch.zero == whole.sketch.zero
+    assert (a.p50, a.p90, a.p99) == (b.p50, b.p90, b.p99)
+    assert b.mean == pytest.approx(a.mean, rel=1e-9, abs=1e-6)
+    if a.stddev is None:
+        assert b.stddev is None
+    else:
+        assert b.stddev == pytest.approx(a.stddev, rel=1e-9, abs=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=points)
+def test_figures_equal_ground_truth(rows: list[tuple[float, int, str]]) -> None:
+    summary = build(rows).finish()
+    data = [v for v, _, _ in rows]
+    assert summary.count == len(data)
+    assert summary.sum == math.fsum(data)
+    assert summary.mean == math.fsum(data) / len(data)
+    assert (summary.min, summary.max) == (min(data), max(data))
+    keyed = sorted((t, f"e{i:05d}", v) for i, (v, t, _) in enumerate(rows))
+    assert (summary.first_ms, summary.first_value) == (keyed[0][0], keyed[0][2])
+    assert (summary.last_ms, summary.last_value) == (keyed[-1][0], keyed[-1][2])
+    assert summary.observers == len({o for _, _, o in rows})
+    if len(data) > 1:
+        assert summary.stddev == pytest.approx(statistics.stdev(data), rel=1e-9, abs=1e-6)
+    else:
+        assert summary.stddev is None
+    for q, got in ((0.5, summary.p50), (0.9, summary.p90), (0.99, summary.p99)):
+        expected = exact_quantile(data, q)
+        assert abs(got - expected) <= 0.01 * abs(expected) + 1e-300
+
+
+def test_state_round_trip_is_lossless() -> None:
+    agg = build([(1.5, 10, "o1"), (-2.25, 5, "o2"), (0.0, 20, "o1"), (1e-3, 7, "o3")])
+    again = Aggregate.from_state(agg.to_state())
+    assert again.finish() == agg.finish()
+    assert again.to_state() == agg.to_state()
+
+
+def test_sketch_matches_the_ddsketch_library() -> None:
+    data = [((i * 7919) % 1000 - 300) / 7.0 for i in range(2000)]
+    ours, theirs = QuantileSketch(), DDSketch(relative_accuracy=0.01)
+    for v in data:
+        ours.add(v)
+        theirs.add(v)
+    for q in (0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 1.0):
+        assert ours.quantile(q) == pytest.approx(theirs.get_quantile_value(q), rel=1e-12)
+
+
+def test_empty_aggregate_has_no_summary() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        Aggregate().finish()

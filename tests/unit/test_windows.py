@@ -1,0 +1,58 @@
+"""Window maths: epoch-aligned tumbling and hopping windows over gcd panes."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.rolling import WindowPlan
+from streams.durations import WindowSpec, parse_windows
+
+TUMBLING = WindowSpec("tumbling", 60, 60)
+HOPPING = WindowSpec("hopping", 300, 60)
+
+
+def test_pane_is_the_gcd_of_sizes_and_steps() -> None:
+    assert WindowPlan([TUMBLING, HOPPING], 0).pane_ms == 60_000
+    assert WindowPlan(parse_windows("tumbling:90s,hopping:60s/20s"), 0).pane_ms == 10_000
+
+
+def test_tumbling_window_of_an_event() -> None:
+    plan = WindowPlan([TUMBLING], 0)
+    t = 1_795_780_803_120  # 2026-11-27T12:00:03.120Z
+    [window] = plan.windows_of(t)
+    assert (window.start_ms, window.end_ms) == (1_795_780_800_000, 1_795_780_860_000)
+    assert plan.pane_of(t) == 1_795_780_800_000
+
+
+def test_hopping_windows_are_every_step_aligned_start_holding_the_event() -> None:
+    plan = WindowPlan([HOPPING], 0)
+    t = 1_795_780_803_120
+    starts = sorted(w.start_ms for w in plan.windows_of(t))
+    assert starts == [1_795_780_800_000 - k * 60_000 for k in (4, 3, 2, 1, 0)]
+    assert all(w.start_ms <= t < w.end_ms for w in plan.windows_of(t))
+
+
+def test_window_boundaries_are_half_open() -> None:
+    plan = WindowPlan([TUMBLING], 0)
+    [window] = plan.windows_of(60_000)
+    assert (window.start_ms, window.end_ms) == (60_000, 120_000)
+
+
+@pytest.mark.parametrize(
+    ("watermark", "late"),
+    [(None, False), (89_999, False), (90_000, True), (10**9, True)],
+)
+def test_an_event_is_late_when_its_last_window_closed(watermark: int | None, late: bool) -> None:
+    plan = WindowPlan([TUMBLING], 30_000)  # window [0, 60s) closes at 60s + 30s grace
+    assert plan.is_late(59_999, watermark) is late
+
+
+def test_hopping_event_is_not_late_while_a_later_window_is_open() -> None:
+    plan = WindowPlan([TUMBLING, HOPPING], 0)
+    # At watermark 100s the windows ending at 60s have closed; hopping [0, 300s) has not.
+    assert not plan.is_late(10_000, 100_000)
+    closing = plan.windows_closing([0], None, 100_000)
+    assert [(w.spec.type, w.start_ms, w.end_ms) for w in closing] == [
+        ("hopping", -240_000, 60_000),
+        ("tumbling", 0, 60_000),
+    ]
