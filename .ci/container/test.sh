@@ -22,7 +22,7 @@ READY_LIMIT_S=5        # acceptance: run-to-ready with a warm broker
 STOP_LIMIT_S=10        # acceptance: podman stop exits 0 within the grace period
 APP_LAYERS_LIMIT_MB=60 # acceptance: image minus base
 PASSED=0 FAILED=0
-BROKER_PID= KAFKA_DIR=
+BROKER_PID='' KAFKA_DIR=''
 
 pass() { PASSED=$((PASSED + 1)); log "ok   $*"; }
 fail() { FAILED=$((FAILED + 1)); log "FAIL $*"; }
@@ -161,7 +161,7 @@ log "broker: $BROKER_KIND"
 
 # ------------------------------------------------------------------------------ one worker
 # No --init here: Python is PID 1, as in a Kubernetes pod; it must handle SIGTERM itself.
-ports=($(.venv/bin/python -c 'from streams.embedded import free_port; print(*(free_port() for _ in range(8)))'))
+read -r -a ports <<<"$(.venv/bin/python -c 'from streams.embedded import free_port; print(*(free_port() for _ in range(8)))')"
 t0=$(ms)
 run_worker "$RUN_ID-single" "${ports[0]}" "${ports[1]}" "$RUN_ID-single"
 if wait_ready "${ports[0]}" 60; then READY_S=$(secs "$t0" "$(ms)"); pass "/readyz 200 after ${READY_S}s"
