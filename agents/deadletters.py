@@ -55,10 +55,15 @@ class DeadLetterSink:
         self._metrics = metrics
 
     async def send(
-        self, message: Message, reason: DeadLetterReason, errors: Sequence[FieldError]
+        self,
+        message: Message,
+        reason: DeadLetterReason,
+        errors: Sequence[FieldError],
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Dead-letter an input message as it was read."""
         await self.send_record(
+            headers=headers,
             source=(message.topic, message.partition),
             topic=message.topic,
             partition=message.partition,
@@ -81,6 +86,7 @@ class DeadLetterSink:
         reason: DeadLetterReason,
         errors: Sequence[FieldError],
         event_id: str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Send one dead letter (keyed like its source) and count it.
 
@@ -103,6 +109,7 @@ class DeadLetterSink:
             dumps(record),
             source_topic=source[0],
             source_partition=source[1],
+            headers=headers,
         )
         self._metrics.dead_letters.labels(reason=reason.value).inc()
         logger.warning(

@@ -35,6 +35,7 @@ class KeyedObservation:
     attributes: dict[str, str] | None
     source_partition: int  # where the observation was read from the input topic
     source_offset: int
+    source_timestamp_ms: int  # the input record's Kafka timestamp (for latency)
 
     @property
     def kafka_key(self) -> bytes:
@@ -43,7 +44,7 @@ class KeyedObservation:
 
     @classmethod
     def for_scopes(
-        cls, obs: Observation, source_partition: int, source_offset: int
+        cls, obs: Observation, source_partition: int, source_offset: int, source_timestamp_ms: int
     ) -> list[KeyedObservation]:
         """The subject record, plus the group record when the observation has a group."""
         common = (
@@ -57,6 +58,7 @@ class KeyedObservation:
             obs.attributes,
             source_partition,
             source_offset,
+            source_timestamp_ms,
         )
         records = [cls("subject", obs.subject_id, *common)]
         if obs.group_id is not None:
@@ -79,6 +81,7 @@ class KeyedObservation:
                 self.attributes,
                 self.source_partition,
                 self.source_offset,
+                self.source_timestamp_ms,
             ]
         )
 

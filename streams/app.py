@@ -15,9 +15,11 @@ from agents.rolling import attach_rolling
 from streams.health import Readiness, install_health_views
 from streams.kafka import ssl_context
 from streams.metrics import Metrics
+from streams.monitor import attach_monitor
 from streams.settings import Settings, load_settings
 from streams.tables import declare_tables
 from streams.topics import Topics, declare_topics
+from streams.tracing import Tracing
 
 __all__ = ["Insights", "create_app"]
 
@@ -82,16 +84,20 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None) -> Insights:
+def create_app(
+    settings: Settings, metrics: Metrics | None = None, tracing: Tracing | None = None
+) -> Insights:
     """Build the Faust app, its topics and agents for `settings`."""
     metrics = metrics or Metrics()
+    tracing = tracing or Tracing()
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_options(settings))
     topics = declare_topics(app, settings)
     sink = DeadLetterSink(app, settings.deadletter_topic, metrics)
     tables = declare_tables(app, settings)
-    attach_ingest(app, topics, settings, metrics, sink)
-    attach_rolling(app, topics, tables, settings, metrics, sink)
+    attach_ingest(app, topics, settings, metrics, sink, tracing)
+    engine = attach_rolling(app, topics, tables, settings, metrics, sink, tracing)
+    attach_monitor(app, metrics, engine)
 
     readiness = Readiness(app, metrics)
     install_health_views(app, readiness)

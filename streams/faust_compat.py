@@ -21,7 +21,7 @@ from faust import streams as _faust_streams
 from faust.events import Event
 from faust.types import Message
 
-__all__ = ["send_caused_by", "writing_partition"]
+__all__ = ["committed_offset", "send_caused_by", "writing_partition"]
 
 
 @contextlib.contextmanager
@@ -76,3 +76,10 @@ async def send_caused_by(
         )
     else:
         await app.producer.send(topic, key, value, None, None, headers)
+
+
+def committed_offset(app: faust.App, tp: Any) -> int | None:
+    """The offset this worker last committed for `tp` (Faust keeps it privately)."""
+    committed: Any = getattr(app.consumer, "_committed_offset", {})
+    value = committed.get(tp)
+    return int(value) if value is not None else None

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import signal
+import threading
 import time
 from typing import Final
 
@@ -18,6 +22,7 @@ from streams.kafka import ensure_topics
 from streams.logs import configure_logging, register_secrets
 from streams.metrics import serve_metrics
 from streams.settings import Settings
+from streams.tracing import Tracing
 
 __all__ = ["run_worker"]
 
@@ -39,6 +44,29 @@ async def _ensure_topics_when_reachable(settings: Settings) -> None:
                 raise ConfigError(msg) from exc
             logger.warning("broker_unreachable_retrying", error=str(exc))
             await asyncio.sleep(1.0)
+
+
+class InsightsWorker(faust.Worker):
+    """Faust's worker with a bounded graceful stop: the first SIGTERM/SIGINT stops fetching,
+    finishes the batch in hand, flushes, commits and exits 0; if that takes longer than
+    INSIGHTS_SHUTDOWN_TIMEOUT the process exits 1; a second signal exits at once."""
+
+    shutdown_timeout_s: float = 20.0
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        if self._signal_stop_time:
+            logger.warning("second_signal_exit_now", signal=signal.name)
+            os._exit(128 + signal.value)
+        logger.info("shutdown_started", signal=signal.name, bound_s=self.shutdown_timeout_s)
+        watchdog = threading.Timer(self.shutdown_timeout_s, self._shutdown_overdue)
+        watchdog.daemon = True
+        watchdog.start()
+        super()._schedule_shutdown(signal)
+
+    def _shutdown_overdue(self) -> None:
+        logger.error("shutdown_overdue_exit", bound_s=self.shutdown_timeout_s)
+        logging.shutdown()
+        os._exit(1)
 
 
 def _secrets(settings: Settings) -> list[str | None]:
@@ -66,7 +94,9 @@ def run_worker(settings: Settings) -> int:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         loop.run_until_complete(_ensure_topics_when_reachable(settings))
-        insights = create_app(settings)
+        tracing = Tracing.from_env(os.environ)
+        stack.callback(tracing.shutdown)
+        insights = create_app(settings, tracing=tracing)
         serve_metrics(insights.metrics, settings.web_host, settings.metrics_port)
         logger.info(
             "worker_starting",
@@ -76,8 +106,9 @@ def run_worker(settings: Settings) -> int:
             processing_guarantee=settings.processing_guarantee,
             web_port=settings.web_port,
             metrics_port=settings.metrics_port,
+            tracing=tracing.enabled,
         )
-        worker = faust.Worker(
+        worker = InsightsWorker(
             insights.app,
             loop=loop,
             loglevel=settings.log_level,
@@ -86,6 +117,7 @@ def run_worker(settings: Settings) -> int:
             redirect_stdouts=False,
         )
         worker.spinner = None
+        worker.shutdown_timeout_s = settings.shutdown_timeout_s
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:

@@ -59,70 +59,179 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
 
     # Kafka connection
-    bootstrap_servers: str | None = Field(None, alias="KAFKA_BOOTSTRAP_SERVERS")
+    bootstrap_servers: str | None = Field(
+        None,
+        alias="KAFKA_BOOTSTRAP_SERVERS",
+        description=(
+            "broker list; unset: the worker starts the embedded broker and says so in its log"
+        ),
+    )
     security_protocol: Annotated[
         Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], BeforeValidator(_upper)
-    ] = Field("PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL")
+    ] = Field(
+        "PLAINTEXT",
+        alias="KAFKA_SECURITY_PROTOCOL",
+        description="also `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`",
+    )
     sasl_mechanism: Annotated[
         Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None, BeforeValidator(_upper)
-    ] = Field(None, alias="KAFKA_SASL_MECHANISM")
-    sasl_username: SecretStr | None = Field(None, alias="KAFKA_SASL_USERNAME")
-    sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
-    ssl_cafile: Path | None = Field(None, alias="KAFKA_SSL_CAFILE")
-    ssl_certfile: Path | None = Field(None, alias="KAFKA_SSL_CERTFILE")
-    ssl_keyfile: Path | None = Field(None, alias="KAFKA_SSL_KEYFILE")
-    ssl_key_password: SecretStr | None = Field(None, alias="KAFKA_SSL_KEY_PASSWORD")
+    ] = Field(
+        None,
+        alias="KAFKA_SASL_MECHANISM",
+        description="`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`; required with `SASL_*`",
+    )
+    sasl_username: SecretStr | None = Field(
+        None, alias="KAFKA_SASL_USERNAME", description="SASL user name"
+    )
+    sasl_password: SecretStr | None = Field(
+        None, alias="KAFKA_SASL_PASSWORD", description="SASL password"
+    )
+    ssl_cafile: Path | None = Field(
+        None, alias="KAFKA_SSL_CAFILE", description="CA bundle that verifies the brokers (TLS)"
+    )
+    ssl_certfile: Path | None = Field(
+        None,
+        alias="KAFKA_SSL_CERTFILE",
+        description="client certificate, for TLS client authentication",
+    )
+    ssl_keyfile: Path | None = Field(
+        None, alias="KAFKA_SSL_KEYFILE", description="private key of the client certificate"
+    )
+    ssl_key_password: SecretStr | None = Field(
+        None, alias="KAFKA_SSL_KEY_PASSWORD", description="password of the client private key"
+    )
 
     # Application and topics
-    app_id: TopicName = Field("observer-insights", alias="INSIGHTS_APP_ID")
-    input_topic: TopicName = Field("observations", alias="INSIGHTS_INPUT_TOPIC")
-    rolling_topic: TopicName = Field("insights.rolling", alias="INSIGHTS_ROLLING_TOPIC")
-    anomaly_topic: TopicName = Field("insights.anomalies", alias="INSIGHTS_ANOMALY_TOPIC")
-    observer_topic: TopicName = Field("insights.observers", alias="INSIGHTS_OBSERVER_TOPIC")
-    deadletter_topic: TopicName = Field(
-        "observations.deadletter", alias="INSIGHTS_DEADLETTER_TOPIC"
+    app_id: TopicName = Field(
+        "observer-insights", alias="INSIGHTS_APP_ID", description="Faust app id = consumer group id"
     )
-    topic_partitions: int = Field(12, ge=1, le=10_000, alias="INSIGHTS_TOPIC_PARTITIONS")
-    topic_replication: int = Field(1, ge=1, le=16, alias="INSIGHTS_TOPIC_REPLICATION")
+    input_topic: TopicName = Field(
+        "observations", alias="INSIGHTS_INPUT_TOPIC", description="raw input"
+    )
+    rolling_topic: TopicName = Field(
+        "insights.rolling", alias="INSIGHTS_ROLLING_TOPIC", description="window aggregates"
+    )
+    anomaly_topic: TopicName = Field(
+        "insights.anomalies", alias="INSIGHTS_ANOMALY_TOPIC", description="anomalies"
+    )
+    observer_topic: TopicName = Field(
+        "insights.observers",
+        alias="INSIGHTS_OBSERVER_TOPIC",
+        description="observer consensus and drift",
+    )
+    deadletter_topic: TopicName = Field(
+        "observations.deadletter",
+        alias="INSIGHTS_DEADLETTER_TOPIC",
+        description="everything that could not be used, with the reason",
+    )
+    topic_partitions: int = Field(
+        12,
+        ge=1,
+        le=10_000,
+        alias="INSIGHTS_TOPIC_PARTITIONS",
+        description="partitions of the topics the app creates",
+    )
+    topic_replication: int = Field(
+        1,
+        ge=1,
+        le=16,
+        alias="INSIGHTS_TOPIC_REPLICATION",
+        description="replication factor of the topics the app creates (use 3 in production)",
+    )
     max_message_bytes: int = Field(
-        65_536, ge=1_024, le=16 * 1024 * 1024, alias="INSIGHTS_MAX_MESSAGE_BYTES"
+        65_536,
+        ge=1_024,
+        le=16 * 1024 * 1024,
+        alias="INSIGHTS_MAX_MESSAGE_BYTES",
+        description="larger input values are dead letters (`too_large`)",
     )
 
     # Processing
     windows: Annotated[tuple[WindowSpec, ...], BeforeValidator(_windows)] = Field(
-        parse_windows("tumbling:60s,hopping:300s/60s"), alias="INSIGHTS_WINDOWS"
+        parse_windows("tumbling:60s,hopping:300s/60s"),
+        alias="INSIGHTS_WINDOWS",
+        description="window specs, comma separated; a hopping step must divide its size",
     )
-    grace_s: Seconds = Field(30.0, alias="INSIGHTS_GRACE")
+    grace_s: Seconds = Field(
+        30.0, alias="INSIGHTS_GRACE", description="allowed lateness after a window's end"
+    )
     idle_timeout_s: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = Field(
-        60.0, alias="INSIGHTS_IDLE_TIMEOUT"
+        60.0,
+        alias="INSIGHTS_IDLE_TIMEOUT",
+        description="a partition silent this long closes windows by wall clock",
     )
     emit: Annotated[Literal["changes", "final", "both"], BeforeValidator(_lower)] = Field(
-        "both", alias="INSIGHTS_EMIT"
+        "both", alias="INSIGHTS_EMIT", description="`changes`, `final` or `both`"
     )
     flush_interval_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=60)] = Field(
-        1.0, alias="INSIGHTS_FLUSH_INTERVAL"
+        1.0,
+        alias="INSIGHTS_FLUSH_INTERVAL",
+        description="how often coalesced window updates are emitted",
     )
-    dedup_ttl_s: Seconds = Field(600.0, alias="INSIGHTS_DEDUP_TTL")
+    dedup_ttl_s: Seconds = Field(
+        600.0, alias="INSIGHTS_DEDUP_TTL", description="how long an `event_id` is remembered"
+    )
     processing_guarantee: Annotated[
         Literal["at_least_once", "exactly_once"], BeforeValidator(_lower)
-    ] = Field("at_least_once", alias="INSIGHTS_PROCESSING_GUARANTEE")
-    store: str = Field("memory://", alias="INSIGHTS_STORE")
-    standby_replicas: int = Field(0, ge=0, le=8, alias="INSIGHTS_STANDBY_REPLICAS")
-    data_dir: Path = Field(Path("/tmp/observer-insights"), alias="INSIGHTS_DATA_DIR")  # noqa: S108
+    ] = Field(
+        "at_least_once",
+        alias="INSIGHTS_PROCESSING_GUARANTEE",
+        description="or `exactly_once` (Kafka transactions; not on the embedded broker)",
+    )
+    store: str = Field(
+        "memory://",
+        alias="INSIGHTS_STORE",
+        description=(
+            "or `rocksdb://` for state larger than memory "
+            "(RocksDB via rocksdict, under `INSIGHTS_DATA_DIR`)"
+        ),
+    )
+    standby_replicas: int = Field(
+        0,
+        ge=0,
+        le=8,
+        alias="INSIGHTS_STANDBY_REPLICAS",
+        description="standby table replicas for faster takeover",
+    )
+    data_dir: Path = Field(
+        Path("/tmp/observer-insights"),  # noqa: S108
+        alias="INSIGHTS_DATA_DIR",
+        description="local state (RocksDB, Faust's data dir)",
+    )
     session_timeout_s: Annotated[float, BeforeValidator(_duration), Field(ge=6, le=300)] = Field(
-        10.0, alias="INSIGHTS_SESSION_TIMEOUT"
+        10.0,
+        alias="INSIGHTS_SESSION_TIMEOUT",
+        description="consumer-group session timeout (how fast a dead replica is noticed)",
+    )
+
+    shutdown_timeout_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=600)] = Field(
+        20.0, alias="INSIGHTS_SHUTDOWN_TIMEOUT"
     )
 
     # Operations
     log_level: Annotated[
         Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
-    ] = Field("info", alias="INSIGHTS_LOG_LEVEL")
-    log_format: Annotated[Literal["json", "console"], BeforeValidator(_lower)] = Field(
-        "json", alias="INSIGHTS_LOG_FORMAT"
+    ] = Field(
+        "info",
+        alias="INSIGHTS_LOG_LEVEL",
+        description="`debug`, `info`, `warning`, `error` or `critical`",
     )
-    web_host: str = Field("0.0.0.0", alias="INSIGHTS_WEB_HOST")  # noqa: S104  (containers)
-    web_port: Port = Field(6066, alias="INSIGHTS_WEB_PORT")
-    metrics_port: Port = Field(9108, alias="INSIGHTS_METRICS_PORT")
+    log_format: Annotated[Literal["json", "console"], BeforeValidator(_lower)] = Field(
+        "json",
+        alias="INSIGHTS_LOG_FORMAT",
+        description="`json` (one event a line), or `console` for humans",
+    )
+    web_host: str = Field(
+        "0.0.0.0",  # noqa: S104  (containers)
+        alias="INSIGHTS_WEB_HOST",
+        description="bind address of the web and metrics servers",
+    )
+    web_port: Port = Field(
+        6066, alias="INSIGHTS_WEB_PORT", description="`/healthz`, `/readyz` (and the query API)"
+    )
+    metrics_port: Port = Field(
+        9108, alias="INSIGHTS_METRICS_PORT", description="Prometheus `/metrics`, a port of its own"
+    )
 
     @field_validator("store")
     @classmethod

@@ -17,10 +17,13 @@ from typing import Any, Final
 import faust
 import structlog
 from faust.types import TP
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
+from agents.batching import run_to_completion
 from agents.deadletters import DeadLetterSink
 from agents.rolling.records import insight_record
-from agents.rolling.state import Emission, Outcome, PartitionState
+from agents.rolling.state import Emission, Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
 from models.keyed import KeyedObservation
@@ -29,12 +32,15 @@ from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables
 from streams.topics import Topics
+from streams.tracing import Tracing, current_headers
 
 __all__ = ["RollingEngine", "attach_rolling"]
 
 logger = structlog.get_logger(__name__)
 
-_BATCH_MAX: Final = 5000
+BATCH_MAX: Final = 5000
+BATCH_WAIT_S: Final = 0.05
+_LATENCY_SAMPLES: Final = 64
 
 
 class RollingEngine:
@@ -48,8 +54,12 @@ class RollingEngine:
         settings: Settings,
         metrics: Metrics,
         sink: DeadLetterSink,
+        tracing: Tracing,
     ) -> None:
         self.app = app
+        self.tracing = tracing
+        # Per partition: the latest trace context seen per state key since the last flush.
+        self.trace_parents: dict[int, dict[StateKey, Context]] = {}
         self.topics = topics
         self.table = tables.rolling_state
         self.settings = settings
@@ -100,13 +110,27 @@ class RollingEngine:
             )
         return state
 
+    @property
+    def key_count(self) -> int:
+        """Live (scope, entity, metric) keys over this worker's partitions."""
+        return sum(state.key_count for state in self.partitions.values())
+
+    @property
+    def pane_count(self) -> int:
+        """Live panes over this worker's partitions."""
+        return sum(state.pane_count for state in self.partitions.values())
+
     # -- processing -------------------------------------------------------------------
 
     async def process(self, events: list[faust.EventT[bytes]]) -> None:
         """Fold a batch in, then persist and publish what it changed."""
+        started = time.perf_counter()
         touched: dict[int, PartitionState] = {}
         late: list[tuple[int, KeyedObservation]] = []
+        sources_ms: list[int] = []
+        tracing = self.tracing.enabled
         now = time.monotonic()
+        duplicates = 0
         for event in events:
             message = event.message
             partition = message.partition
@@ -121,15 +145,35 @@ class RollingEngine:
                 continue
             record = KeyedObservation.from_bytes(message.value)
             outcome = state.offer(record, int(message.timestamp * 1000))
-            if outcome is Outcome.DUPLICATE:
-                self.metrics.duplicates.inc()
-            elif outcome is Outcome.LATE:
+            if outcome is Outcome.COUNTED:
+                sources_ms.append(record.source_timestamp_ms)
+                if tracing:
+                    parent = Tracing.extract(message.headers)
+                    if parent is not None:
+                        key = (record.scope, record.entity, record.metric)
+                        self.trace_parents.setdefault(partition, {})[key] = parent
+            elif outcome is Outcome.DUPLICATE:
+                duplicates += 1
+            else:
                 late.append((partition, record))
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
         for partition, record in late:
             await self._dead_letter_late(partition, record, touched)
         for partition, state in touched.items():
             due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
             await self.flush(partition, state, changes=due)
+        self._observe_latency(sources_ms)
+        self.metrics.batch_seconds.labels(agent="rolling").observe(time.perf_counter() - started)
+
+    def _observe_latency(self, sources_ms: list[int]) -> None:
+        """Input timestamp -> now, for a sample of the batch's counted events."""
+        if not sources_ms:
+            return
+        now_ms = time.time() * 1000
+        step = max(1, len(sources_ms) // _LATENCY_SAMPLES)
+        for source_ms in sources_ms[::step]:
+            self.metrics.latency.observe(max(0.0, (now_ms - source_ms) / 1000))
 
     async def tick(self) -> None:
         """Timer: load silent assigned partitions, close idle ones by wall clock, and
@@ -177,16 +221,37 @@ class RollingEngine:
         if emissions:
             emitted_at = utc_now()
             topic = self.topics.rolling.get_topic_name()
+            parents = self.trace_parents.pop(partition, {}) if self.tracing.enabled else {}
             for emission in emissions:
                 key, value = insight_record(emission, emitted_at)
-                await send_caused_by(
-                    self.app,
-                    topic,
-                    key,
-                    value,
-                    source_topic=self.keyed_topic,
-                    source_partition=partition,
-                )
+                parent = parents.get(emission.key)
+                if parent is None:
+                    await send_caused_by(
+                        self.app,
+                        topic,
+                        key,
+                        value,
+                        source_topic=self.keyed_topic,
+                        source_partition=partition,
+                    )
+                    continue
+                with self.tracing.span(
+                    "insights.rolling publish",
+                    parent=parent,
+                    kind=SpanKind.PRODUCER,
+                    topic=topic,
+                    operation="publish",
+                    attributes={"insights.final": emission.final},
+                ):
+                    await send_caused_by(
+                        self.app,
+                        topic,
+                        key,
+                        value,
+                        source_topic=self.keyed_topic,
+                        source_partition=partition,
+                        headers=current_headers(),
+                    )
             self.metrics.records_emitted.labels(topic=topic).inc(len(emissions))
 
     async def _dead_letter_late(
@@ -218,15 +283,16 @@ def attach_rolling(
     settings: Settings,
     metrics: Metrics,
     sink: DeadLetterSink,
+    tracing: Tracing,
 ) -> RollingEngine:
     """Register the rolling agent and its timer."""
-    engine = RollingEngine(app, topics, tables, settings, metrics, sink)
+    engine = RollingEngine(app, topics, tables, settings, metrics, sink, tracing)
 
     @app.agent(topics.keyed, name="rolling")
     async def rolling(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(_BATCH_MAX, within=settings.flush_interval_s)  # type: ignore[attr-defined]
+        batches = stream.take_events(BATCH_MAX, within=BATCH_WAIT_S)  # type: ignore[attr-defined]
         async for events in batches:
-            await engine.process(list(events))
+            await run_to_completion(engine.process(list(events)))
 
     @app.timer(interval=settings.flush_interval_s)  # type: ignore[untyped-decorator]
     async def rolling_tick() -> None:

@@ -34,6 +34,7 @@ def keyed(event: Event, scope: str = "subject") -> KeyedObservation:
         None,
         0,
         0,
+        0,
     )
 
 

@@ -1,0 +1,46 @@
+"""Periodic gauges: consumer lag and assigned partitions per topic, rolling state size."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Final
+
+import faust
+
+from agents.rolling import RollingEngine
+from streams.faust_compat import committed_offset
+from streams.metrics import Metrics
+
+__all__ = ["attach_monitor"]
+
+_INTERVAL_S: Final = 2.0
+
+
+def attach_monitor(app: faust.App, metrics: Metrics, engine: RollingEngine) -> None:
+    """Register a timer that refreshes the gauges every couple of seconds."""
+    seen: set[tuple[str, str]] = set()
+
+    @app.timer(interval=_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def refresh_gauges() -> None:
+        consumer: Any = app.consumer
+        assignment = consumer.assignment()
+        per_topic = Counter(tp.topic for tp in assignment)
+        for topic in {t for t, _ in seen} | set(per_topic):
+            metrics.assigned_partitions.labels(topic=topic).set(per_topic.get(topic, 0))
+        current: set[tuple[str, str]] = set()
+        for tp in assignment:
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            committed = committed_offset(app, tp)
+            if committed is None:
+                committed = await consumer.position(tp) or 0
+            labels = (tp.topic, str(tp.partition))
+            metrics.consumer_lag.labels(*labels).set(max(0, highwater - committed))
+            current.add(labels)
+        for labels in seen - current:
+            metrics.consumer_lag.remove(*labels)
+        seen.clear()
+        seen.update(current)
+        metrics.state_keys.labels(table="rolling-state").set(engine.key_count)
+        metrics.state_windows.set(engine.pane_count)
