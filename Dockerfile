@@ -23,9 +23,15 @@ RUN /opt/venv/bin/pip install --no-deps --only-binary=:all: -r requirements.lock
 
 # ---------------------------------------------------------------------------------------------
 # builder: the project itself (no deps: they are all in the lock), then the venv is made
-# runtime-only: no pip, setuptools or wheel, no test suites, bytecode compiled ahead (the
-# root filesystem is read-only at run time).
+# runtime-only: no pip, setuptools or wheel, no test suites, stripped extension modules,
+# bytecode compiled ahead (the root filesystem is read-only at run time).
 FROM deps AS builder
+# binutils, for `strip`: the wheels' extension modules carry debug symbols (about 15 MB).
+# Builder stage only; its version is whatever the base's Debian release ships.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends binutils \
+ && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY agents ./agents
@@ -35,6 +41,7 @@ RUN /opt/venv/bin/pip install --no-deps . \
  && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools wheel \
  && find /opt/venv/lib -depth -type d -path '*/site-packages/*' \( -name tests -o -name test \) \
         -prune -exec rm -rf {} + \
+ && find /opt/venv/lib -type f -name '*.so*' -exec strip --strip-unneeded {} + \
  && python3 -m compileall -q -j 0 /opt/venv/lib
 
 # ---------------------------------------------------------------------------------------------

@@ -134,7 +134,8 @@ check "no pip, compiler, tests or sources in the image" podman run --rm --networ
     ! python3 -c "import pip" 2>/dev/null && ! python3 -m ensurepip --version 2>/dev/null &&
     ! command -v pip pip3 gcc cc make curl >/dev/null &&
     [ -z "$(find /opt/venv -path "*/site-packages/*" -type d -name tests)" ] && [ ! -e /src ] &&
-    observer-insights --version'
+    observer-insights --version &&
+    python3 -c "import aiohttp._http_parser, pydantic_core, orjson, rocksdict; print(\"stripped extension modules import\")"'
 
 # ------------------------------------------------------------------------------ the broker
 # $KAFKA_BOOTSTRAP_SERVERS when set (.ci/run's Kafka); else Apache Kafka from .ci/kafka/kafka.sh
