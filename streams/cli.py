@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from streams.commands import COMMANDS
 from streams.errors import ConfigError, EmbeddedBrokerError
 from streams.settings import load_settings
 
@@ -44,6 +45,11 @@ def schemas(folder: Path) -> None:
 
     for path in write_schemas(folder):
         click.echo(str(path))
+
+
+# Tools beside the worker: one module each in streams/commands/.
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:
