@@ -205,7 +205,9 @@ class Settings(BaseSettings):
     )
 
     shutdown_timeout_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=600)] = Field(
-        20.0, alias="INSIGHTS_SHUTDOWN_TIMEOUT"
+        20.0,
+        alias="INSIGHTS_SHUTDOWN_TIMEOUT",
+        description="on SIGTERM, in-flight work must finish within this, else exit 1",
     )
 
     # Operations
