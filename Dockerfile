@@ -107,9 +107,9 @@ VOLUME ["/var/lib/observer-insights", "/tmp"]
 USER 10001:10001
 WORKDIR /var/lib/observer-insights
 EXPOSE 6066 9108
-# Liveness through the worker's own /healthz, with the image's Python (no curl in the image).
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request as r; r.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('INSIGHTS_WEB_PORT', '6066'), timeout=2)"]
+# Liveness through the project's own probe: GET 127.0.0.1:$INSIGHTS_WEB_PORT/healthz (no curl).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python3", "-m", "streams.probe"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/opt/venv/bin/observer-insights"]
 CMD ["worker"]

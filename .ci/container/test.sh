@@ -124,7 +124,8 @@ inspect() { podman image inspect -f "$1" "$IMAGE"; }
 check "runs as 10001:10001" test "$(inspect '{{.Config.User}}')" = 10001:10001
 check "exec-form entry point observer-insights worker" \
     test "$(inspect '{{json .Config.Entrypoint}} {{json .Config.Cmd}}')" = '["/opt/venv/bin/observer-insights"] ["worker"]'
-check "HEALTHCHECK kept (docker format)" grep -q healthz <<<"$(inspect '{{json .Config.Healthcheck}}')"
+check "HEALTHCHECK kept (docker format), through the project's probe" \
+    grep -q streams.probe <<<"$(inspect '{{json .Config.Healthcheck}}')"
 check "STOPSIGNAL SIGTERM" test "$(inspect '{{.Config.StopSignal}}')" = SIGTERM
 check "OCI labels version/revision/source" test \
     "$(inspect '{{index .Labels "org.opencontainers.image.version"}} {{index .Labels "org.opencontainers.image.revision"}}')" \
@@ -213,6 +214,31 @@ check "three replicas share the input partitions (4 each)" \
     --members 3 "${SPLIT_CHECK[@]}" --timeout 90
 all_ready() { local p; for p in "$@"; do wait_ready "$p" 60 || return 1; done; }
 check "all three replicas ready" all_ready "${ports[2]}" "${ports[4]}" "${ports[6]}"
+# The compose demo profile's load generator, as compose runs it, feeding the three replicas.
+received() {
+    local p total=0 n
+    for p in "${ports[3]}" "${ports[5]}" "${ports[7]}"; do
+        n=$(curl -fsS "http://127.0.0.1:$p/metrics" | awk '$1 == "insights_events_received_total" { print int($2) }')
+        total=$((total + ${n:-0}))
+    done
+    echo "$total"
+}
+loadgen() {
+    local before after code
+    before=$(received)
+    podman run -d --name "$RUN_ID-loadgen" --label "$LABEL" --network host --read-only --init \
+        --cap-drop ALL --entrypoint python3 -v "$REPO_ROOT/deploy/compose/loadgen.py:/opt/loadgen/loadgen.py:ro" \
+        -e KAFKA_BOOTSTRAP_SERVERS="$BOOTSTRAP" -e INSIGHTS_INPUT_TOPIC="$RUN_ID.observations" \
+        -e LOADGEN_RATE=200 "$IMAGE" /opt/loadgen/loadgen.py >/dev/null
+    sleep 5
+    podman stop -t 10 "$RUN_ID-loadgen" >/dev/null
+    code=$(podman inspect -f '{{.State.ExitCode}}' "$RUN_ID-loadgen")
+    sleep 3
+    after=$(received)
+    echo "load generator exit code $code; the replicas received $((after - before)) more events"
+    [ "$code" = 0 ] && [ $((after - before)) -ge 500 ]
+}
+check "demo load generator (compose's loadgen) feeds the replicas, stops with exit 0" loadgen
 REPLICA_STOPS=()
 for i in 0 1 2; do
     if stop_timed "$RUN_ID-replica-$i"; then pass "replica $i stopped: exit 0 in ${STOP_S}s"

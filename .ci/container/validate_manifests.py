@@ -84,7 +84,9 @@ def check_policies(docs: list[dict[str, Any]]) -> None:
     expect(psc.get("runAsNonRoot") is True, "pod: runAsNonRoot")
     expect(psc.get("runAsUser") == 10001 and psc.get("runAsGroup") == 10001, "pod: runAs 10001")
     expect(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "pod: seccomp")
-    expect(pod.get("terminationGracePeriodSeconds", 30) > 60, "grace period above the 60 s bound")
+    bound = float(config.get("INSIGHTS_SHUTDOWN_TIMEOUT", "20s").rstrip("s"))
+    expect(pod.get("terminationGracePeriodSeconds", 30) > bound,
+           f"terminationGracePeriodSeconds above INSIGHTS_SHUTDOWN_TIMEOUT ({bound:g} s)")
     expect(pod.get("automountServiceAccountToken") is False, "no service account token")
     for container in pod["containers"]:
         sc = container.get("securityContext", {})
@@ -122,7 +124,7 @@ def check_policies(docs: list[dict[str, Any]]) -> None:
     expect(by_kind["PrometheusRule"][0]["spec"] == rules,
            "deploy/kubernetes/prometheusrule.yaml differs from deploy/prometheus/alerts.yml")
     alerts = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
-    for metric in ("lag", "insights_dead_letters_total", "insights_ready"):
+    for metric in ("insights_consumer_lag", "insights_dead_letters_total", "insights_ready"):
         expect(metric in alerts, f"an alert on {metric}")
     print("ok   policies of the Deployment, ScaledObject, PDB, alert rules")
 
@@ -133,9 +135,9 @@ def check_dashboard() -> None:
     expect(bool(exprs), "dashboard has queries")
     known = set(re.findall(r'f"\{PREFIX\}_(\w+)"', (ROOT / "streams/metrics.py").read_text()))
     counters = {"events_received", "events_valid", "dead_letters", "records_emitted",
-                "duplicates", "late_events"}
+                "duplicates", "late_events", "anomalies"}
     for expr in exprs:
-        for name in re.findall(r"\binsights_(\w+?)(?:_total)?\b", expr):
+        for name in re.findall(r"\binsights_(\w+?)(?:_total|_bucket|_sum|_count)?\b", expr):
             expect(name in known, f"dashboard uses insights_{name}, which streams/metrics.py lacks")
             if name in counters:
                 expect(f"insights_{name}_total" in expr, f"counter insights_{name} without _total")
@@ -147,6 +149,8 @@ def check_compose() -> None:
     services = compose["services"]
     worker = services["worker"]
     expect(worker.get("read_only") is True and worker.get("init") is True, "worker read_only, init")
+    grace = worker.get("stop_grace_period", "10s")
+    expect(float(grace.rstrip("s")) > 20, f"compose stop_grace_period {grace} above the 20 s bound")
     expect("ports" not in worker, "worker publishes no host port (replicas would clash)")
     expect("limits" in worker.get("deploy", {}).get("resources", {}), "worker CPU/memory limits")
     expect(worker["depends_on"]["redpanda"]["condition"] == "service_healthy", "healthy broker")
