@@ -29,6 +29,8 @@ def attach_monitor(app: faust.App, metrics: Metrics, engine: RollingEngine) -> N
             metrics.assigned_partitions.labels(topic=topic).set(per_topic.get(topic, 0))
         current: set[tuple[str, str]] = set()
         for tp in assignment:
+            if tp.topic.endswith("-changelog"):
+                continue  # table changelogs are read for recovery, not consumed
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
