@@ -56,7 +56,7 @@ def format_record(
     head = f"p{partition}@{offset} {_text(key) if key is not None else '-'}"
     document = _parse(value)
     if document is None:
-        body = _text(value) if value is not None else "(no value)"
+        body = _text(value) or "(no value)"
     elif pretty:
         body = "\n" + json.dumps(document, indent=2, ensure_ascii=False)
     else:
