@@ -180,8 +180,10 @@ events_flow() {
             --deadletter-topic "$RUN_ID.deadletter" --rolling-topic "$RUN_ID.rolling" --count 20
 }
 metrics_count() {
-    curl -fsS "http://127.0.0.1:${ports[1]}/metrics" \
-        | awk '$1 == "insights_events_received_total" { found = 1; exit !($2 >= 21) } END { exit !found }'
+    local metrics
+    metrics=$(curl -fsS "http://127.0.0.1:${ports[1]}/metrics") || return 1
+    awk '$1 == "insights_events_received_total" { print; found = 1; ok = ($2 >= 21) }
+         END { exit !(found && ok) }' <<<"$metrics"
 }
 json_logs() {
     podman logs "$RUN_ID-single" 2>/dev/null | head -50 \
@@ -209,7 +211,9 @@ stop_timed "$RUN_ID-warm" >/dev/null 2>&1 || true
 for i in 0 1 2; do
     run_worker "$RUN_ID-replica-$i" "${ports[$((2 + 2 * i))]}" "${ports[$((3 + 2 * i))]}" "$RUN_ID-scaled" --init
 done
-check "three replicas share the input partitions (4 each)" \
+split_what="three replicas share the input partitions (4 each)"
+[ "${SPLIT_CHECK[0]}" = --members-only ] && split_what="three replicas in one consumer group (members only)"
+check "$split_what" \
     probe group --bootstrap "$BOOTSTRAP" --group "$RUN_ID-scaled" --topic "$RUN_ID.observations" \
     --members 3 "${SPLIT_CHECK[@]}" --timeout 90
 all_ready() { local p; for p in "$@"; do wait_ready "$p" 60 || return 1; done; }
