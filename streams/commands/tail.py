@@ -75,30 +75,26 @@ async def _tail(
     timeout_s: float | None,
     pretty: bool,
 ) -> tuple[int, int]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     from streams.kafka import client_options
 
     consumer = AIOKafkaConsumer(
         **client_options(settings),
         client_id=f"{settings.app_id}-tail",
-        group_id=None,
+        group_id=None,  # no group: every partition, no offsets committed
         enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
         isolation_level="read_committed",
     )
     await consumer.start()
     shown = read = 0
     try:
-        await consumer.topics()  # refreshes metadata
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+        # Checked first: subscribing to a missing topic would wait for it (or, on brokers
+        # that auto-create topics, create it).
+        if topic not in await consumer.topics():
             fail(f"tail: topic {topic!r} does not exist", 1)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        if from_beginning:
-            await consumer.seek_to_beginning(*tps)
-        else:
-            await consumer.seek_to_end(*tps)
+        consumer.subscribe([topic])
         stop = stop_on_signals()
         last_record = time.monotonic()
         while not stop.is_set():
