@@ -11,6 +11,7 @@ import faust
 
 from agents.deadletters import DeadLetterSink
 from agents.ingest import attach_ingest
+from agents.observers import attach_observers
 from agents.rolling import attach_rolling
 from streams.health import Readiness, install_health_views
 from streams.kafka import ssl_context
@@ -97,6 +98,7 @@ def create_app(
     tables = declare_tables(app, settings)
     attach_ingest(app, topics, settings, metrics, sink, tracing)
     engine = attach_rolling(app, topics, tables, settings, metrics, sink, tracing)
+    attach_observers(app, topics, tables, settings, metrics)
     attach_monitor(app, metrics, engine)
 
     readiness = Readiness(app, metrics)

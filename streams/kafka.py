@@ -60,6 +60,7 @@ def topic_plan(settings: Settings) -> list[NewTopic]:
     names = [
         settings.input_topic,
         settings.keyed_topic,
+        settings.scores_topic,
         settings.rolling_topic,
         settings.anomaly_topic,
         settings.observer_topic,

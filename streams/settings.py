@@ -210,6 +210,54 @@ class Settings(BaseSettings):
         description="on SIGTERM, in-flight work must finish within this, else exit 1",
     )
 
+    # Anomalies and observers
+    anomaly_alpha: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        alias="INSIGHTS_ANOMALY_ALPHA",
+        description="smoothing of the exponentially weighted baseline (weight of a new value)",
+    )
+    anomaly_warmup: int = Field(
+        30,
+        ge=2,
+        alias="INSIGHTS_ANOMALY_WARMUP",
+        description="values a (subject, metric) baseline needs before anything is an anomaly",
+    )
+    anomaly_warning_z: float = Field(
+        3.0, gt=0, alias="INSIGHTS_ANOMALY_WARNING_Z", description="|z| of a `warning` anomaly"
+    )
+    anomaly_critical_z: float = Field(
+        5.0, gt=0, alias="INSIGHTS_ANOMALY_CRITICAL_Z", description="|z| of a `critical` anomaly"
+    )
+    anomaly_cooldown_s: Seconds = Field(
+        60.0,
+        alias="INSIGHTS_ANOMALY_COOLDOWN",
+        description=(
+            "after an anomaly, the same (subject, metric) reports none of equal or lower "
+            "severity for this long (event time)"
+        ),
+    )
+    outlier_threshold: float = Field(
+        3.5,
+        gt=0,
+        alias="INSIGHTS_OUTLIER_THRESHOLD",
+        description="robust |deviation| from consensus that makes an observer an outlier",
+    )
+    drift_alpha: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        alias="INSIGHTS_DRIFT_ALPHA",
+        description="smoothing of an observer's drift score (weight of the newest window)",
+    )
+    stale_windows: int = Field(
+        3,
+        ge=1,
+        alias="INSIGHTS_STALE_WINDOWS",
+        description="an observer missing from this many scored windows is reported stale",
+    )
+
     # Operations
     log_level: Annotated[
         Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
@@ -252,6 +300,9 @@ class Settings(BaseSettings):
             if self.sasl_username is None or self.sasl_password is None:
                 msg = "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with SASL"
                 raise ValueError(msg)
+        if self.anomaly_critical_z < self.anomaly_warning_z:
+            msg = "INSIGHTS_ANOMALY_CRITICAL_Z must be at least INSIGHTS_ANOMALY_WARNING_Z"
+            raise ValueError(msg)
         if self.web_port and self.web_port == self.metrics_port:
             msg = "INSIGHTS_METRICS_PORT must differ from INSIGHTS_WEB_PORT"
             raise ValueError(msg)
@@ -261,6 +312,11 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no broker is configured and the worker brings its own."""
         return not self.bootstrap_servers
+
+    @property
+    def scores_topic(self) -> str:
+        """Internal topic of per-window observer standings, keyed by observer."""
+        return f"{self.app_id}-observer-scores"
 
     @property
     def keyed_topic(self) -> str:

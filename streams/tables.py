@@ -17,6 +17,7 @@ class Tables:
     """The app's tables."""
 
     rolling_state: TableT[bytes, bytes]
+    observer_state: TableT[bytes, bytes]
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -28,4 +29,11 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         value_type=bytes,
         help="Per-partition window panes, watermark and dedup journal of the rolling agent",
     )
-    return Tables(rolling_state=rolling_state)
+    observer_state = app.Table(
+        "observer-state",
+        partitions=settings.topic_partitions,
+        key_type=bytes,
+        value_type=bytes,
+        help="Per-observer drift figures, co-partitioned with the observer-scores topic",
+    )
+    return Tables(rolling_state=rolling_state, observer_state=observer_state)

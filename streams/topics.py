@@ -22,21 +22,11 @@ class Topics:
 
     input: faust.TopicT
     keyed: faust.TopicT
+    scores: faust.TopicT
     deadletter: faust.TopicT
     rolling: faust.TopicT
     anomalies: faust.TopicT
     observers: faust.TopicT
-
-    def all(self) -> tuple[faust.TopicT, ...]:
-        """Every topic, for declaring them at start-up."""
-        return (
-            self.input,
-            self.keyed,
-            self.deadletter,
-            self.rolling,
-            self.anomalies,
-            self.observers,
-        )
 
 
 def _raw(app: faust.App, name: str, **options: Any) -> faust.TopicT:
@@ -56,6 +46,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(
         input=_raw(app, settings.input_topic, partitions=partitions),
         keyed=_raw(app, settings.keyed_topic, partitions=partitions, internal=True),
+        scores=_raw(app, settings.scores_topic, partitions=partitions, internal=True),
         deadletter=_raw(
             app,
             settings.deadletter_topic,

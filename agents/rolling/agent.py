@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -20,10 +21,12 @@ from faust.types import TP
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
+from agents.anomaly import AnomalyConfig, anomaly_record
 from agents.batching import run_to_completion
 from agents.deadletters import DeadLetterSink
+from agents.observers.coordinator import Coordinator
 from agents.rolling.records import insight_record
-from agents.rolling.state import Emission, Outcome, PartitionState, StateKey
+from agents.rolling.state import Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
 from models.keyed import KeyedObservation
@@ -41,6 +44,8 @@ logger = structlog.get_logger(__name__)
 BATCH_MAX: Final = 5000
 BATCH_WAIT_S: Final = 0.05
 _LATENCY_SAMPLES: Final = 64
+
+_Outgoing = tuple[str, bytes, bytes, Context | None]  # topic, key, value, trace parent
 
 
 class RollingEngine:
@@ -70,6 +75,16 @@ class RollingEngine:
         self.emit_changes = settings.emit in ("changes", "both")
         self.emit_finals = settings.emit in ("final", "both")
         self.keyed_topic = topics.keyed.get_topic_name()
+        self.rolling_topic = topics.rolling.get_topic_name()
+        self.anomaly_topic = topics.anomalies.get_topic_name()
+        self.anomaly_config = AnomalyConfig(
+            alpha=settings.anomaly_alpha,
+            warmup=settings.anomaly_warmup,
+            warning_z=settings.anomaly_warning_z,
+            critical_z=settings.anomaly_critical_z,
+            cooldown_ms=round(settings.anomaly_cooldown_s * 1000),
+        )
+        self.coordinator = Coordinator(topics, settings)
         self.partitions: dict[int, PartitionState] = {}
         self.last_activity: dict[int, float] = {}
         self.last_changes: dict[int, float] = {}
@@ -90,7 +105,7 @@ class RollingEngine:
         """The partition's state, restored from the table on first use after assignment."""
         state = self.partitions.get(partition)
         if state is None:
-            state = PartitionState(self.plan, self.dedup_ttl_ms)
+            state = PartitionState(self.plan, self.dedup_ttl_ms, self.anomaly_config)
             prefix = f"{partition}|".encode()
             items = [
                 (key[len(prefix) :].decode(), value)
@@ -197,62 +212,78 @@ class RollingEngine:
         return not self.app.rebalancing and recovery.completed.is_set()
 
     async def flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
-        """Write changed state to the changelog table, then send finals and due changes."""
-        emissions: list[Emission] = []
+        """Write changed state to the changelog table, then send finals, due changes,
+        anomalies, and the consensus of closed windows."""
         finals = state.take_finals()
-        if self.emit_finals:
-            emissions.extend(finals)
+        outgoing: list[_Outgoing] = []
+        emitted_at = utc_now()
+        parents = self.trace_parents.pop(partition, {}) if self.tracing.enabled else {}
+        emissions = list(finals) if self.emit_finals else []
         if changes:
             self.last_changes[partition] = time.monotonic()
             updates = state.take_changes()
             if self.emit_changes:
                 emissions.extend(updates)
+        for emission in emissions:
+            key, value = insight_record(emission, emitted_at)
+            outgoing.append((self.rolling_topic, key, value, parents.get(emission.key)))
+        for detection in state.take_anomalies():
+            key, value = anomaly_record(detection, emitted_at)
+            parent = parents.get(("subject", detection.subject_id, detection.metric))
+            outgoing.append((self.anomaly_topic, key, value, parent))
+            self.metrics.anomalies.labels(severity=detection.severity).inc()
+        for emission in finals:
+            outgoing.extend(self.coordinator.judge(emission, emitted_at))
+        self._persist(partition, state)
+        for topic, key, value, parent in outgoing:
+            await self._send(partition, topic, key, value, parent)
+        for topic, count in Counter(item[0] for item in outgoing).items():
+            self.metrics.records_emitted.labels(topic=topic).inc(count)
+
+    def _persist(self, partition: int, state: PartitionState) -> None:
         writes, _ = state.take_persist(f"{time.time_ns()}-{next(self._chunk_ids)}")
-        if writes:
-            prefix = f"{partition}|"
-            with writing_partition(self.app, self.keyed_topic, partition):
-                for name, value in writes.items():
-                    key = (prefix + name).encode()
-                    if value is None:
-                        if key in self.table:
-                            del self.table[key]
-                    else:
-                        self.table[key] = value
-        if emissions:
-            emitted_at = utc_now()
-            topic = self.topics.rolling.get_topic_name()
-            parents = self.trace_parents.pop(partition, {}) if self.tracing.enabled else {}
-            for emission in emissions:
-                key, value = insight_record(emission, emitted_at)
-                parent = parents.get(emission.key)
-                if parent is None:
-                    await send_caused_by(
-                        self.app,
-                        topic,
-                        key,
-                        value,
-                        source_topic=self.keyed_topic,
-                        source_partition=partition,
-                    )
-                    continue
-                with self.tracing.span(
-                    "insights.rolling publish",
-                    parent=parent,
-                    kind=SpanKind.PRODUCER,
-                    topic=topic,
-                    operation="publish",
-                    attributes={"insights.final": emission.final},
-                ):
-                    await send_caused_by(
-                        self.app,
-                        topic,
-                        key,
-                        value,
-                        source_topic=self.keyed_topic,
-                        source_partition=partition,
-                        headers=current_headers(),
-                    )
-            self.metrics.records_emitted.labels(topic=topic).inc(len(emissions))
+        if not writes:
+            return
+        prefix = f"{partition}|"
+        with writing_partition(self.app, self.keyed_topic, partition):
+            for name, value in writes.items():
+                key = (prefix + name).encode()
+                if value is None:
+                    if key in self.table:
+                        del self.table[key]
+                else:
+                    self.table[key] = value
+
+    async def _send(
+        self, partition: int, topic: str, key: bytes, value: bytes, parent: Context | None
+    ) -> None:
+        if parent is None:
+            await send_caused_by(
+                self.app,
+                topic,
+                key,
+                value,
+                source_topic=self.keyed_topic,
+                source_partition=partition,
+            )
+            return
+        name = (
+            "insights.rolling publish"
+            if topic == self.rolling_topic
+            else "insights.anomalies publish"
+        )
+        with self.tracing.span(
+            name, parent=parent, kind=SpanKind.PRODUCER, topic=topic, operation="publish"
+        ):
+            await send_caused_by(
+                self.app,
+                topic,
+                key,
+                value,
+                source_topic=self.keyed_topic,
+                source_partition=partition,
+                headers=current_headers(),
+            )
 
     async def _dead_letter_late(
         self, partition: int, record: KeyedObservation, touched: dict[int, PartitionState]

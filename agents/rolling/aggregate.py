@@ -45,7 +45,7 @@ class Summary:
     first_ms: int
     last_ms: int
     observers: int
-    per_observer: tuple[tuple[str, int, float], ...]  # (observer_id, count, sum), sorted
+    per_observer: tuple[tuple[str, int, float, int], ...]  # (observer, count, sum, last ms)
 
 
 class Aggregate:
@@ -76,7 +76,7 @@ class Aggregate:
         # result does not depend on arrival order.
         self.first: tuple[int, str, float] | None = None
         self.last: tuple[int, str, float] | None = None
-        self.observers: dict[str, list[float]] = {}  # observer -> [count, sum]
+        self.observers: dict[str, list[float]] = {}  # observer -> [count, sum, last ms]
         self.sketch = QuantileSketch()
 
     def add(self, value: float, observed_ms: int, event_id: str, observer: str) -> None:
@@ -97,10 +97,12 @@ class Aggregate:
             self.last = point
         stats = self.observers.get(observer)
         if stats is None:
-            self.observers[observer] = [1, value]
+            self.observers[observer] = [1, value, observed_ms]
         else:
             stats[0] += 1
             stats[1] += value
+            if observed_ms > stats[2]:
+                stats[2] = observed_ms
         self.sketch.add(value)
 
     def merge(self, other: Aggregate) -> None:
@@ -123,13 +125,14 @@ class Aggregate:
             self.first = other.first
         if other.last is not None and (self.last is None or other.last[:2] > self.last[:2]):
             self.last = other.last
-        for observer, (n, total_value) in other.observers.items():
+        for observer, (n, total_value, last_ms) in other.observers.items():
             stats = self.observers.get(observer)
             if stats is None:
-                self.observers[observer] = [n, total_value]
+                self.observers[observer] = [n, total_value, last_ms]
             else:
                 stats[0] += n
                 stats[1] += total_value
+                stats[2] = max(stats[2], last_ms)
         self.sketch.merge(other.sketch)
 
     @classmethod
@@ -163,7 +166,7 @@ class Aggregate:
             last_ms=self.last[0],
             observers=len(self.observers),
             per_observer=tuple(
-                sorted((o, int(n), float(v)) for o, (n, v) in self.observers.items())
+                sorted((o, int(n), float(v), int(t)) for o, (n, v, t) in self.observers.items())
             ),
         )
 
@@ -193,6 +196,6 @@ class Aggregate:
         agg.min, agg.max = float(low), float(high)
         agg.first = (int(first[0]), str(first[1]), float(first[2])) if first else None
         agg.last = (int(last[0]), str(last[1]), float(last[2])) if last else None
-        agg.observers = {str(k): [v[0], v[1]] for k, v in observers.items()}
+        agg.observers = {str(k): [v[0], v[1], v[2]] for k, v in observers.items()}
         agg.sketch = QuantileSketch.from_state(sketch)
         return agg

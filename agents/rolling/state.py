@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from agents.anomaly import AnomalyConfig, BaselineState, Detection
 from agents.rolling.aggregate import Aggregate, Summary
 from agents.rolling.windows import Window, WindowPlan
 from models.keyed import KeyedObservation
@@ -54,9 +55,13 @@ class _KeyState:
 class PartitionState:
     """Everything one partition of the keyed stream needs to aggregate exactly."""
 
-    def __init__(self, plan: WindowPlan, dedup_ttl_ms: int) -> None:
+    def __init__(
+        self, plan: WindowPlan, dedup_ttl_ms: int, anomaly: AnomalyConfig | None = None
+    ) -> None:
         self.plan = plan
         self.dedup_ttl_ms = dedup_ttl_ms
+        self.baselines = BaselineState(anomaly) if anomaly is not None else None
+        self._anomalies: list[Detection] = []
         self.watermark: int | None = None
         self._keys: dict[StateKey, _KeyState] = {}
         self._heap: list[tuple[int, StateKey]] = []
@@ -101,6 +106,10 @@ class PartitionState:
                 state.next_close = close
                 heapq.heappush(self._heap, (close, key))
         aggregate.add(obs.value, t, obs.event_id, obs.observer_id)
+        if self.baselines is not None and obs.scope == "subject":
+            detection = self.baselines.offer(obs)
+            if detection is not None:
+                self._anomalies.append(detection)
         state.dirty.add(pane)
         self._changed.add(key)
         if self.watermark is None or t > self.watermark:
@@ -165,6 +174,11 @@ class PartitionState:
         finals, self._finals = self._finals, []
         return finals
 
+    def take_anomalies(self) -> list[Detection]:
+        """Anomalies found since the last call, in arrival order."""
+        anomalies, self._anomalies = self._anomalies, []
+        return anomalies
+
     def take_changes(self) -> list[Emission]:
         """Current figures of every open window touched since the last call."""
         emissions: list[Emission] = []
@@ -224,6 +238,8 @@ class PartitionState:
         for expired in self._expired_chunks:
             writes[_key_name("d", expired)] = None
         self._expired_chunks.clear()
+        if self.baselines is not None:
+            writes.update(self.baselines.take_persist())
         return writes, len(writes)
 
     def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
@@ -243,6 +259,9 @@ class PartitionState:
                     closed_until=closed_until,
                 )
                 self._keys[key] = state
+            elif kind == "b":
+                if self.baselines is not None:
+                    self.baselines.restore(parts[1], parts[2], raw)
             elif kind == "d":
                 entries = [(str(k), int(ts)) for k, ts in value]
                 newest = max((ts for _, ts in entries), default=0)

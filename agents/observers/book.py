@@ -1,0 +1,119 @@
+"""Per-observer drift bookkeeping of one partition of the observer-scores stream (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+__all__ = ["ObserverBook", "ObserverStatus", "Score"]
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """One observer's standing in one scored window (the internal record between agents)."""
+
+    observer_id: str
+    deviation: float
+    outlier: bool
+    window_end_ms: int
+    window_size_ms: int
+    last_seen_ms: int
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            [
+                self.observer_id,
+                self.deviation,
+                self.outlier,
+                self.window_end_ms,
+                self.window_size_ms,
+                self.last_seen_ms,
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Score:
+        return cls(*orjson.loads(raw))
+
+
+@dataclass(slots=True)
+class ObserverStatus:
+    """The running figures of one observer."""
+
+    windows_scored: int = 0
+    outlier_windows: int = 0
+    drift_score: float = 0.0
+    last_seen_ms: int = 0
+    last_window_end_ms: int = 0
+    window_size_ms: int = 0
+    stale: bool = False
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            [
+                self.windows_scored,
+                self.outlier_windows,
+                self.drift_score,
+                self.last_seen_ms,
+                self.last_window_end_ms,
+                self.window_size_ms,
+                self.stale,
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> ObserverStatus:
+        return cls(*orjson.loads(raw))
+
+
+class ObserverBook:
+    """Drift score = exponentially smoothed |deviation| over scored windows; an observer
+    whose latest window ends `stale_windows` window sizes before the newest scored window
+    of its partition is stale (reported once, until it is seen again)."""
+
+    def __init__(self, drift_alpha: float, stale_windows: int) -> None:
+        self.drift_alpha = drift_alpha
+        self.stale_windows = stale_windows
+        self.observers: dict[str, ObserverStatus] = {}
+        self.newest_end_ms = 0
+        self._changed: set[str] = set()
+
+    def score(self, score: Score) -> None:
+        """Fold one window's standing in."""
+        status = self.observers.get(score.observer_id)
+        if status is None:
+            status = self.observers[score.observer_id] = ObserverStatus()
+        magnitude = abs(score.deviation)
+        if status.windows_scored == 0:
+            status.drift_score = magnitude
+        else:
+            a = self.drift_alpha
+            status.drift_score = a * magnitude + (1 - a) * status.drift_score
+        status.windows_scored += 1
+        status.outlier_windows += int(score.outlier)
+        status.last_seen_ms = max(status.last_seen_ms, score.last_seen_ms)
+        status.last_window_end_ms = max(status.last_window_end_ms, score.window_end_ms)
+        status.window_size_ms = score.window_size_ms
+        status.stale = False
+        self.newest_end_ms = max(self.newest_end_ms, score.window_end_ms)
+        self._changed.add(score.observer_id)
+
+    def mark_stale(self) -> None:
+        """Flag observers that have been missing for `stale_windows` windows."""
+        for observer_id, status in self.observers.items():
+            horizon = status.last_window_end_ms + self.stale_windows * status.window_size_ms
+            if not status.stale and status.window_size_ms and horizon <= self.newest_end_ms:
+                status.stale = True
+                self._changed.add(observer_id)
+
+    def take_changed(self) -> dict[str, ObserverStatus]:
+        """Observers whose figures changed since the last call."""
+        changed = {o: self.observers[o] for o in self._changed}
+        self._changed.clear()
+        return changed
+
+    def restore(self, observer_id: str, raw: bytes) -> None:
+        status = ObserverStatus.from_bytes(raw)
+        self.observers[observer_id] = status
+        self.newest_end_ms = max(self.newest_end_ms, status.last_window_end_ms)
