@@ -11,7 +11,7 @@ run: .venv/.bootstrapped  ## run the main job (embedded broker when KAFKA_BOOTST
 	$(VENV)/observer-insights worker
 
 test: .venv/.bootstrapped  ## the whole test suite: lint, types, unit and integration tests
-	$(VENV)/ruff check streams agents models tests bench
+	$(VENV)/ruff check .
 	$(VENV)/mypy
 	$(VENV)/pytest
 
@@ -22,8 +22,8 @@ integration: .venv/.bootstrapped
 	$(VENV)/pytest -m integration tests/integration
 
 lint: .venv/.bootstrapped
-	$(VENV)/ruff check streams agents models tests bench
-	$(VENV)/ruff format --check streams agents models tests bench
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
 
 typecheck: .venv/.bootstrapped
 	$(VENV)/mypy
