@@ -49,7 +49,8 @@ def unknown_fields(given: Any, kept: Any, path: str = "") -> list[str]:
                 out.extend(unknown_fields(value, kept[key], f"{path}.{key}"))
         return out
     if isinstance(given, list) and isinstance(kept, list):
-        return [u for i, (g, k) in enumerate(zip(given, kept)) for u in unknown_fields(g, k, f"{path}[{i}]")]
+        pairs = enumerate(zip(given, kept, strict=False))
+        return [u for i, (g, k) in pairs for u in unknown_fields(g, k, f"{path}[{i}]")]
     return []
 
 
@@ -100,7 +101,8 @@ def check_policies(docs: list[dict[str, Any]]) -> None:
                "liveness probe on /healthz")
         expect(container.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz",
                "readiness probe on /readyz")
-        refs = [e["configMapRef"]["name"] for e in container.get("envFrom", []) if "configMapRef" in e]
+        sources = container.get("envFrom", [])
+        refs = [e["configMapRef"]["name"] for e in sources if "configMapRef" in e]
         expect(bool(refs), "ConfigMap reference")
         secrets = [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
         expect(bool(secrets), "Secret reference")

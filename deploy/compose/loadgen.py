@@ -8,6 +8,7 @@ LOADGEN_RATE (messages/s), LOADGEN_SUBJECTS, LOADGEN_OBSERVERS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -22,7 +23,7 @@ def _observation(n: int, subjects: int, observers: int) -> dict[str, object]:
     subject = n % subjects
     return {
         "event_id": f"loadgen-{os.getpid()}-{n}",
-        "observer_id": f"observer-{random.randrange(observers)}",  # noqa: S311
+        "observer_id": f"observer-{random.randrange(observers)}",
         "subject_id": f"subject-{subject}",
         "metric": "temperature",
         "value": round(20 + subject % 7 + random.gauss(0, 0.5), 3),
@@ -55,13 +56,11 @@ async def main() -> None:
                 await producer.send(topic, key=key, value=json.dumps(record).encode())
             n += 1
             if n % 1000 == 0:
-                print(json.dumps({"event": "loadgen_progress", "sent": n}), flush=True)  # noqa: T201
+                print(json.dumps({"event": "loadgen_progress", "sent": n}), flush=True)
             delay = started + n / rate - time.monotonic()
             if delay > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
     finally:
         await producer.stop()
 
