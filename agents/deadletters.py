@@ -60,10 +60,12 @@ class DeadLetterSink:
         reason: DeadLetterReason,
         errors: Sequence[FieldError],
         headers: list[tuple[str, bytes]] | None = None,
+        event_id: str | None = None,
     ) -> None:
         """Dead-letter an input message as it was read."""
         await self.send_record(
             headers=headers,
+            event_id=event_id,
             source=(message.topic, message.partition),
             topic=message.topic,
             partition=message.partition,

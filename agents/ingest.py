@@ -75,7 +75,9 @@ class Ingest:
         try:
             observation = decode_observation(message.value, max_bytes=self.max_bytes)
         except DecodeError as exc:
-            await self.sink.send(message, exc.reason, exc.errors, headers=headers)
+            await self.sink.send(
+                message, exc.reason, exc.errors, headers=headers, event_id=exc.event_id
+            )
             return 0
         timestamp_ms = int(message.timestamp * 1000)
         for record in KeyedObservation.for_scopes(

@@ -26,9 +26,12 @@ _MAX_ERRORS: Final = 20
 class DecodeError(ValueError):
     """An input message that cannot become an Observation; carries the dead-letter reason."""
 
-    def __init__(self, reason: DeadLetterReason, errors: list[FieldError]) -> None:
+    def __init__(
+        self, reason: DeadLetterReason, errors: list[FieldError], event_id: str | None = None
+    ) -> None:
         self.reason = reason
         self.errors = tuple(errors)
+        self.event_id = event_id
         super().__init__(f"{reason}: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
@@ -66,17 +69,20 @@ def decode_observation(raw: bytes | None, *, max_bytes: int) -> Observation:
     if not isinstance(document, dict):
         message = f"must be a JSON object, not {type(document).__name__}"
         raise DecodeError(DeadLetterReason.INVALID, [FieldError(field="", message=message)])
+    event_id = document.get("event_id")
+    readable_id = event_id if isinstance(event_id, str) and 0 < len(event_id) <= 128 else None
     version = document.get("schema_version")
     if type(version) is int and version != SCHEMA_VERSION:
         message = f"schema_version {version} is not supported (supported: {SCHEMA_VERSION})"
         raise DecodeError(
             DeadLetterReason.UNSUPPORTED_VERSION,
             [FieldError(field="schema_version", message=message)],
+            readable_id,
         )
     try:
         return Observation.model_validate(document)
     except ValidationError as exc:
-        raise DecodeError(DeadLetterReason.INVALID, _field_errors(exc)) from exc
+        raise DecodeError(DeadLetterReason.INVALID, _field_errors(exc), readable_id) from exc
 
 
 def dumps(record: BaseModel) -> bytes:

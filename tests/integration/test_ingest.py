@@ -65,7 +65,7 @@ async def test_example_and_one_bad_message_leave_exactly_one_dead_letter(
     assert (letter.topic, letter.partition, letter.offset) == (names.input, 0, 1)
     assert (letter.key, letter.key_encoding) == ("bad-key", "utf-8")
     assert (letter.value, letter.encoding) == (bad_value.decode(), "utf-8")
-    assert letter.event_id is None
+    assert letter.event_id == "evt-0002"  # readable even though the record is invalid
 
     # The subject record, and (it has a group) the group record, each keyed for its scope.
     by_key = {r.key: KeyedObservation.from_bytes(r.value) for r in keyed}

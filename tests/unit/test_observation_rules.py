@@ -179,3 +179,10 @@ def test_size_limit() -> None:
     assert error.reason is DeadLetterReason.TOO_LARGE
     assert str(MAX + 1) in error.errors[0].message
     assert rejected(b"{" + b" " * 1_048_576 + b"}").reason is DeadLetterReason.TOO_LARGE
+
+
+def test_dead_letters_name_the_event_id_when_it_can_be_read() -> None:
+    assert rejected(encode(value="x")).event_id == "evt-1"
+    assert rejected(encode(schema_version=2)).event_id == "evt-1"
+    assert rejected(encode(event_id=7, value="x")).event_id is None
+    assert rejected(b"[1]").event_id is None
