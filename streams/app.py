@@ -4,6 +4,7 @@ import time."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -17,6 +18,7 @@ from streams.health import Readiness, install_health_views
 from streams.kafka import ssl_context
 from streams.metrics import Metrics
 from streams.monitor import attach_monitor
+from streams.query import install_query_views
 from streams.settings import Settings, load_settings
 from streams.tables import declare_tables
 from streams.topics import Topics, declare_topics
@@ -54,6 +56,14 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     return None
 
 
+def _advertised_host(settings: Settings) -> str:
+    if settings.web_advertised_host:
+        return settings.web_advertised_host
+    if settings.web_host in ("0.0.0.0", "::"):  # noqa: S104  (every interface)
+        return socket.gethostname()
+    return settings.web_host
+
+
 def faust_options(settings: Settings) -> dict[str, Any]:
     """The Faust configuration for these settings (all of it, at construction)."""
     if settings.bootstrap_servers is None:
@@ -81,7 +91,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "web_enabled": True,
         "web_bind": settings.web_host,
         "web_port": settings.web_port,
-        "web_host": "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host,  # noqa: S104
+        "web_host": _advertised_host(settings),
     }
 
 
@@ -101,6 +111,7 @@ def create_app(
     attach_observers(app, topics, tables, settings, metrics)
     attach_monitor(app, metrics, engine)
 
+    install_query_views(app, engine, tables)
     readiness = Readiness(app, metrics)
     install_health_views(app, readiness)
     return Insights(app=app, settings=settings, topics=topics, metrics=metrics, readiness=readiness)

@@ -279,6 +279,14 @@ class Settings(BaseSettings):
     web_port: Port = Field(
         6066, alias="INSIGHTS_WEB_PORT", description="`/healthz`, `/readyz` (and the query API)"
     )
+    web_advertised_host: str | None = Field(
+        None,
+        alias="INSIGHTS_WEB_ADVERTISED_HOST",
+        description=(
+            "host other replicas use to reach this web port (query routing); default: the "
+            "bind address, or this machine's host name when binding every interface"
+        ),
+    )
     metrics_port: Port = Field(
         9108, alias="INSIGHTS_METRICS_PORT", description="Prometheus `/metrics`, a port of its own"
     )

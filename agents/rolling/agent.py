@@ -125,6 +125,19 @@ class RollingEngine:
             )
         return state
 
+    def query(
+        self, scope: str, entity: str, metric: str | None
+    ) -> tuple[int, PartitionState | None]:
+        """The partition of an entity and its state on this worker (None: not owned here)."""
+        kafka_key = (entity if scope == "subject" else f"group:{entity}").encode()
+        producer: Any = self.app.producer
+        partition = int(producer.key_partition(self.keyed_topic, kafka_key).partition)
+        owned = any(
+            tp.topic == self.keyed_topic and tp.partition == partition
+            for tp in self.app.consumer.assignment()
+        )
+        return partition, (self.state_for(partition) if owned else None)
+
     @property
     def key_count(self) -> int:
         """Live (scope, entity, metric) keys over this worker's partitions."""
@@ -227,6 +240,16 @@ class RollingEngine:
         for emission in emissions:
             key, value = insight_record(emission, emitted_at)
             outgoing.append((self.rolling_topic, key, value, parents.get(emission.key)))
+            if emission.final:
+                state.record_final(
+                    emission.key, emission.window.spec.name, emission.window.end_ms, value
+                )
+        if not self.emit_finals:  # still answer queries for the latest finals
+            for emission in finals:
+                _, value = insight_record(emission, emitted_at)
+                state.record_final(
+                    emission.key, emission.window.spec.name, emission.window.end_ms, value
+                )
         for detection in state.take_anomalies():
             key, value = anomaly_record(detection, emitted_at)
             parent = parents.get(("subject", detection.subject_id, detection.metric))

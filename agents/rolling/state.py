@@ -21,6 +21,11 @@ from models.keyed import KeyedObservation
 __all__ = ["Emission", "Outcome", "PartitionState", "StateKey"]
 
 StateKey = tuple[str, str, str]  # (scope, entity, metric)
+LatestKey = tuple[str, str, str, str]  # (scope, entity, metric, window family name)
+
+# How long the latest final of a window family stays queryable after its window ended
+# (event time): a subject that went quiet still answers for a day.
+LATEST_RETENTION_MS = 24 * 3600 * 1000
 
 
 class Outcome(Enum):
@@ -75,6 +80,12 @@ class PartitionState:
         self._new_seen: list[tuple[str, int]] = []
         self._chunks: deque[tuple[int, str]] = deque()  # (newest received ms, chunk id)
         self._expired_chunks: list[str] = []
+        # queries: metrics per (scope, entity), latest final record per window family
+        self._metrics_of: dict[tuple[str, str], set[str]] = {}
+        self._latest: dict[LatestKey, tuple[int, bytes]] = {}
+        self._latest_heap: list[tuple[int, LatestKey]] = []
+        self._latest_changed: set[LatestKey] = set()
+        self._latest_removed: set[LatestKey] = set()
 
     # -- processing -------------------------------------------------------------------
 
@@ -96,6 +107,7 @@ class PartitionState:
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _KeyState()
+            self._metrics_of.setdefault((obs.scope, obs.entity), set()).add(obs.metric)
         state.closed_until = self.watermark
         pane = self.plan.pane_of(t)
         aggregate = state.panes.get(pane)
@@ -142,6 +154,11 @@ class PartitionState:
             state.dirty.discard(pane)
         if not state.panes:
             del self._keys[key]
+            metrics = self._metrics_of.get(key[:2])
+            if metrics is not None:
+                metrics.discard(key[2])
+                if not metrics:
+                    del self._metrics_of[key[:2]]
             self._changed.discard(key)
             self._removed.add(key)
             return
@@ -200,6 +217,61 @@ class PartitionState:
             state.dirty.clear()
         return emissions
 
+    # -- queries -----------------------------------------------------------------------
+
+    def current(self, scope: str, entity: str, metric: str | None = None) -> list[Emission]:
+        """Figures of every open window of an entity (all metrics, or one)."""
+        metrics = sorted(self._metrics_of.get((scope, entity), ()))
+        result: list[Emission] = []
+        grace, watermark = self.plan.grace_ms, self.watermark
+        for name in metrics:
+            if metric is not None and name != metric:
+                continue
+            key = (scope, entity, name)
+            state = self._keys[key]
+            windows = {
+                w
+                for pane in state.panes
+                for w in self.plan.windows_of(pane)
+                if watermark is None or w.end_ms + grace > watermark
+            }
+            for window in sorted(windows, key=lambda w: (w.spec.name, w.start_ms)):
+                summary = self._window_summary(state, window)
+                if summary is not None:
+                    result.append(Emission(key, window, summary, final=False))
+        return result
+
+    def record_final(self, key: StateKey, family: str, end_ms: int, record: bytes) -> None:
+        """Remember the newest final record of a window family, for queries."""
+        latest_key: LatestKey = (*key, family)
+        previous = self._latest.get(latest_key)
+        if previous is None or end_ms >= previous[0]:
+            self._latest[latest_key] = (end_ms, record)
+            self._latest_changed.add(latest_key)
+            self._latest_removed.discard(latest_key)
+            heapq.heappush(self._latest_heap, (end_ms, latest_key))
+
+    def latest_finals(self, scope: str, entity: str, metric: str | None = None) -> list[bytes]:
+        """The newest final record of each (metric, window family) of an entity."""
+        return [
+            record
+            for (s, e, m, _), (_, record) in sorted(self._latest.items())
+            if s == scope and e == entity and (metric is None or m == metric)
+        ]
+
+    def _expire_latest(self) -> None:
+        if self.watermark is None:
+            return
+        horizon = self.watermark - LATEST_RETENTION_MS
+        heap = self._latest_heap
+        while heap and heap[0][0] < horizon:
+            end_ms, latest_key = heapq.heappop(heap)
+            current = self._latest.get(latest_key)
+            if current is not None and current[0] == end_ms:
+                del self._latest[latest_key]
+                self._latest_changed.discard(latest_key)
+                self._latest_removed.add(latest_key)
+
     @property
     def key_count(self) -> int:
         """Live (scope, entity, metric) keys."""
@@ -240,6 +312,14 @@ class PartitionState:
         self._expired_chunks.clear()
         if self.baselines is not None:
             writes.update(self.baselines.take_persist())
+        self._expire_latest()
+        for latest_key in self._latest_changed:
+            end_ms, record = self._latest[latest_key]
+            writes[_key_name("f", *latest_key)] = orjson.dumps([end_ms, record.decode()])
+        for latest_key in self._latest_removed:
+            writes[_key_name("f", *latest_key)] = None
+        self._latest_changed.clear()
+        self._latest_removed.clear()
         return writes, len(writes)
 
     def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
@@ -259,6 +339,11 @@ class PartitionState:
                     closed_until=closed_until,
                 )
                 self._keys[key] = state
+            elif kind == "f":
+                latest_key: LatestKey = (parts[1], parts[2], parts[3], parts[4])
+                end_ms, record = value
+                self._latest[latest_key] = (int(end_ms), str(record).encode())
+                heapq.heappush(self._latest_heap, (int(end_ms), latest_key))
             elif kind == "b":
                 if self.baselines is not None:
                     self.baselines.restore(parts[1], parts[2], raw)

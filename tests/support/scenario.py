@@ -32,10 +32,10 @@ class Scenario:
         ]
 
     def flushers(self) -> list[tuple[bytes, bytes]]:
-        """One event a day later per subject and group: moves every partition's watermark
+        """One event an hour later per subject and group: moves every partition's watermark
         past all windows, so each gets its final."""
         groups = {e.subject_id: e.group_id for e in self.events}
-        far = max(e.observed_ms for e in self.events) + 86_400_000
+        far = max(e.observed_ms for e in self.events) + 3_600_000
         out = []
         for i, (subject, group) in enumerate(sorted(groups.items())):
             event = Event(f"flush-{i}", "o-flush", subject, FLUSH_METRIC, 0.0, far, group)
