@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Everything else is for development.
-.PHONY: run test unit integration lint typecheck lock schemas clean
+.PHONY: run worker test unit integration lint typecheck lock schemas clean
 
 VENV := .venv/bin
 
@@ -7,7 +7,10 @@ VENV := .venv/bin
 	scripts/bootstrap
 	@touch $@
 
-run: .venv/.bootstrapped  ## run the main job (embedded broker when KAFKA_BOOTSTRAP_SERVERS is unset)
+run: .venv/.bootstrapped  ## the main job: embedded broker, worker, load generator, live view (Ctrl-C stops)
+	$(VENV)/observer-insights demo
+
+worker: .venv/.bootstrapped  ## one worker (embedded broker when KAFKA_BOOTSTRAP_SERVERS is unset)
 	$(VENV)/observer-insights worker
 
 test: .venv/.bootstrapped  ## the whole test suite: lint, types, unit and integration tests

@@ -109,6 +109,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
             env=env,
             preexec_fn=_die_with_parent,
+            start_new_session=True,  # a terminal Ctrl-C reaches the worker, not the broker
         )
         if not wait_for_port(self.host, self.port, _START_DEADLINE_S):
             code = self._process.poll()

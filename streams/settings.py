@@ -29,7 +29,7 @@ SECRET_VARIABLES: Final = (
     "KAFKA_SASL_PASSWORD",
     "KAFKA_SSL_KEY_PASSWORD",
 )
-_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 def _duration(value: Any) -> Any:
@@ -56,7 +56,11 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 class Settings(BaseSettings):
     """Every setting of a worker. Field aliases are the environment variable names."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True)
+    # enable_decoding=False: complex fields (INSIGHTS_WINDOWS) are parsed by our own
+    # validators from the raw string, never as JSON.
+    model_config = SettingsConfigDict(
+        frozen=True, extra="ignore", case_sensitive=True, enable_decoding=False
+    )
 
     # Kafka connection
     bootstrap_servers: str | None = Field(
