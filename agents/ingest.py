@@ -14,8 +14,8 @@ from opentelemetry.trace import SpanKind
 from agents.batching import run_to_completion
 from agents.deadletters import DeadLetterSink
 from models import DecodeError, decode_observation
-from models.keyed import KeyedObservation
-from streams.faust_compat import send_caused_by
+from models.keyed import KeyedObservation, encode_envelope
+from streams.faust_compat import key_partition, send_caused_by
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import Topics
@@ -50,8 +50,10 @@ class Ingest:
         self.tracing = tracing
 
     async def process(self, events: list[faust.EventT[bytes]]) -> None:
-        """Handle a batch in order; counts once per batch."""
+        """Handle a batch in order: dead letters go out as found; valid observations go
+        to the keyed topic in one envelope per (source partition, keyed partition)."""
         started = time.perf_counter()
+        envelopes: dict[tuple[int, int], list[tuple[KeyedObservation, str | None]]] = {}
         valid = 0
         for event in events:
             message = event.message
@@ -64,14 +66,30 @@ class Ingest:
                     partition=message.partition,
                     offset=message.offset,
                 ):
-                    valid += await self._handle(message, current_headers())
+                    headers = current_headers()
+                    valid += await self._handle(message, envelopes, headers)
             else:
-                valid += await self._handle(message, None)
+                valid += await self._handle(message, envelopes, None)
+        for (source, destination), items in envelopes.items():
+            await send_caused_by(
+                self.app,
+                self.keyed_topic,
+                None,
+                encode_envelope(items),
+                source_topic=self.input_topic,
+                source_partition=source,
+                partition=destination,
+            )
         self.metrics.events_received.inc(len(events))
         self.metrics.events_valid.inc(valid)
         self.metrics.batch_seconds.labels(agent="ingest").observe(time.perf_counter() - started)
 
-    async def _handle(self, message: Message, headers: Headers | None) -> int:
+    async def _handle(
+        self,
+        message: Message,
+        envelopes: dict[tuple[int, int], list[tuple[KeyedObservation, str | None]]],
+        headers: Headers | None,
+    ) -> int:
         try:
             observation = decode_observation(message.value, max_bytes=self.max_bytes)
         except DecodeError as exc:
@@ -79,19 +97,14 @@ class Ingest:
                 message, exc.reason, exc.errors, headers=headers, event_id=exc.event_id
             )
             return 0
+        traceparent = dict(headers).get("traceparent") if headers else None
+        trace = traceparent.decode() if traceparent else None
         timestamp_ms = int(message.timestamp * 1000)
         for record in KeyedObservation.for_scopes(
             observation, message.partition, message.offset, timestamp_ms
         ):
-            await send_caused_by(
-                self.app,
-                self.keyed_topic,
-                record.kafka_key,
-                record.to_bytes(),
-                source_topic=self.input_topic,
-                source_partition=message.partition,
-                headers=headers,
-            )
+            destination = key_partition(self.app, self.keyed_topic, record.kafka_key)
+            envelopes.setdefault((message.partition, destination), []).append((record, trace))
         return 1
 
 

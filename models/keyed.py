@@ -7,14 +7,14 @@ slotted dataclass rather than a pydantic model: decoding it is on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
 from models.observation import Observation
 from models.timefmt import from_epoch_ms
 
-__all__ = ["KeyedObservation"]
+__all__ = ["KeyedObservation", "decode_envelope", "encode_envelope"]
 
 Scope = Literal["subject", "group"]
 
@@ -67,23 +67,25 @@ class KeyedObservation:
 
     def to_bytes(self) -> bytes:
         """Compact JSON array, field order as declared."""
-        return orjson.dumps(
-            [
-                self.scope,
-                self.entity,
-                self.event_id,
-                self.observer_id,
-                self.subject_id,
-                self.group_id,
-                self.metric,
-                self.value,
-                self.observed_ms,
-                self.attributes,
-                self.source_partition,
-                self.source_offset,
-                self.source_timestamp_ms,
-            ]
-        )
+        return orjson.dumps(self.to_list())
+
+    def to_list(self) -> list[Any]:
+        """The fields as a list, in declaration order."""
+        return [
+            self.scope,
+            self.entity,
+            self.event_id,
+            self.observer_id,
+            self.subject_id,
+            self.group_id,
+            self.metric,
+            self.value,
+            self.observed_ms,
+            self.attributes,
+            self.source_partition,
+            self.source_offset,
+            self.source_timestamp_ms,
+        ]
 
     def to_observation(self) -> Observation:
         """The observation as it was accepted (for dead letters of late events)."""
@@ -103,3 +105,14 @@ class KeyedObservation:
     def from_bytes(cls, raw: bytes) -> KeyedObservation:
         """Inverse of `to_bytes`."""
         return cls(*orjson.loads(raw))
+
+
+def encode_envelope(items: list[tuple[KeyedObservation, str | None]]) -> bytes:
+    """Many keyed records (each with its W3C traceparent or None) in one message: the keyed
+    hop carries one message per (source partition, destination partition) and batch."""
+    return orjson.dumps([[*record.to_list(), trace] for record, trace in items])
+
+
+def decode_envelope(raw: bytes) -> list[tuple[KeyedObservation, str | None]]:
+    """Inverse of `encode_envelope`."""
+    return [(KeyedObservation(*item[:-1]), item[-1]) for item in orjson.loads(raw)]

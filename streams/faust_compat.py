@@ -21,7 +21,7 @@ from faust import streams as _faust_streams
 from faust.events import Event
 from faust.types import Message
 
-__all__ = ["committed_offset", "send_caused_by", "writing_partition"]
+__all__ = ["committed_offset", "key_partition", "send_caused_by", "writing_partition"]
 
 
 @contextlib.contextmanager
@@ -55,6 +55,7 @@ async def send_caused_by(
     source_topic: str,
     source_partition: int,
     headers: list[tuple[str, bytes]] | None = None,
+    partition: int | None = None,
 ) -> None:
     """Send a record caused by processing `source_topic`/`source_partition`.
 
@@ -72,10 +73,16 @@ async def send_caused_by(
         group = app.assignor.group_for_topic(source_topic)
         transactional_id = f"{app.conf.id}-{group}-{source_partition}"
         await manager.producer.send(
-            topic, key, value, None, None, headers, transactional_id=transactional_id
+            topic, key, value, partition, None, headers, transactional_id=transactional_id
         )
     else:
-        await app.producer.send(topic, key, value, None, None, headers)
+        await app.producer.send(topic, key, value, partition, None, headers)
+
+
+def key_partition(app: faust.App, topic: str, key: bytes) -> int:
+    """The partition the producer's default partitioner picks for `key` (murmur2)."""
+    producer: Any = app.producer
+    return int(producer.key_partition(topic, key).partition)
 
 
 def committed_offset(app: faust.App, tp: Any) -> int | None:

@@ -29,7 +29,7 @@ from agents.rolling.records import insight_record
 from agents.rolling.state import Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
-from models.keyed import KeyedObservation
+from models.keyed import KeyedObservation, decode_envelope
 from streams.faust_compat import send_caused_by, writing_partition
 from streams.metrics import Metrics
 from streams.settings import Settings
@@ -171,19 +171,20 @@ class RollingEngine:
                     "keyed_record_without_value", partition=partition, offset=message.offset
                 )
                 continue
-            record = KeyedObservation.from_bytes(message.value)
-            outcome = state.offer(record, int(message.timestamp * 1000))
-            if outcome is Outcome.COUNTED:
-                sources_ms.append(record.source_timestamp_ms)
-                if tracing:
-                    parent = Tracing.extract(message.headers)
-                    if parent is not None:
-                        key = (record.scope, record.entity, record.metric)
-                        self.trace_parents.setdefault(partition, {})[key] = parent
-            elif outcome is Outcome.DUPLICATE:
-                duplicates += 1
-            else:
-                late.append((partition, record))
+            received_ms = int(message.timestamp * 1000)
+            for record, trace in decode_envelope(message.value):
+                outcome = state.offer(record, received_ms)
+                if outcome is Outcome.COUNTED:
+                    sources_ms.append(record.source_timestamp_ms)
+                    if tracing and trace is not None:
+                        parent = Tracing.extract([("traceparent", trace.encode())])
+                        if parent is not None:
+                            key = (record.scope, record.entity, record.metric)
+                            self.trace_parents.setdefault(partition, {})[key] = parent
+                elif outcome is Outcome.DUPLICATE:
+                    duplicates += 1
+                else:
+                    late.append((partition, record))
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
         for partition, record in late:

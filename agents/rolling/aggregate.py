@@ -150,6 +150,7 @@ class Aggregate:
             raise ValueError(msg)
         total = math.fsum(self.partials)
         stddev = math.sqrt(max(self.m2, 0.0) / (self.count - 1)) if self.count > 1 else None
+        p50, p90, p99 = self.sketch.quantiles((0.5, 0.9, 0.99))
         return Summary(
             count=self.count,
             sum=total,
@@ -157,9 +158,9 @@ class Aggregate:
             min=self.min,
             max=self.max,
             stddev=stddev,
-            p50=self.sketch.quantile(0.5),
-            p90=self.sketch.quantile(0.9),
-            p99=self.sketch.quantile(0.99),
+            p50=p50,
+            p90=p90,
+            p99=p99,
             first_value=self.first[2],
             last_value=self.last[2],
             first_ms=self.first[0],

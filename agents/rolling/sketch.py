@@ -72,6 +72,32 @@ class QuantileSketch:
                 return float(_MAPPING.value(key))
         return float(_MAPPING.value(last))
 
+    def quantiles(self, qs: tuple[float, ...]) -> tuple[float, ...]:
+        """Several quantiles at once (ascending `qs`), with one sort of the buckets; the
+        same values as `quantile` for each."""
+        if not self.negative:
+            if self.count == 0:
+                msg = f"quantiles of a sketch holding {self.count} values"
+                raise ValueError(msg)
+            ranks = [q * (self.count - 1) for q in qs]
+            result: list[float] = []
+            running = self.zero
+            keys = iter(sorted(self.positive))
+            key = None
+            for rank in ranks:
+                if rank < self.zero:
+                    result.append(0.0)
+                    continue
+                while running <= rank:
+                    key = next(keys, None)
+                    if key is None:
+                        break
+                    running += self.positive[key]
+                last = key if key is not None else max(self.positive)
+                result.append(float(_MAPPING.value(last)))
+            return tuple(result)
+        return tuple(self.quantile(q) for q in qs)
+
     def to_state(self) -> list[Any]:
         """A JSON-ready form for the changelog."""
         return [list(self.positive.items()), list(self.negative.items()), self.zero]

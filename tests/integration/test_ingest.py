@@ -10,9 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import murmur2
 
 from models import DeadLetter, Observation, loads_model
-from models.keyed import KeyedObservation
+from models.keyed import KeyedObservation, decode_envelope
 from tests.support.broker import Broker
 from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
 from tests.support.worker import TopicNames, WorkerProcess
@@ -30,6 +31,16 @@ DESIGN_EXAMPLE = {
     "attributes": {"unit": "C"},
     "schema_version": 1,
 }
+
+
+def unpack(messages: list[Any]) -> list[tuple[KeyedObservation, str | None]]:
+    """The keyed records inside the keyed topic's envelopes."""
+    return [item for message in messages for item in decode_envelope(message.value)]
+
+
+def murmur_partition(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as every Kafka client computes it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _json(record: dict[str, Any]) -> bytes:
@@ -50,7 +61,9 @@ async def test_example_and_one_bad_message_leave_exactly_one_dead_letter(
     )
 
     dead = await read_topic(broker.bootstrap_servers, names.deadletter, until=lambda r: len(r) >= 1)
-    keyed = await read_topic(broker.bootstrap_servers, names.keyed, until=lambda r: len(r) >= 2)
+    keyed = await read_topic(
+        broker.bootstrap_servers, names.keyed, until=lambda r: len(unpack(r)) >= 2
+    )
 
     assert len(dead) == 1
     letter = loads_model(DeadLetter, dead[0].value)
@@ -67,8 +80,12 @@ async def test_example_and_one_bad_message_leave_exactly_one_dead_letter(
     assert (letter.value, letter.encoding) == (bad_value.decode(), "utf-8")
     assert letter.event_id == "evt-0002"  # readable even though the record is invalid
 
-    # The subject record, and (it has a group) the group record, each keyed for its scope.
-    by_key = {r.key: KeyedObservation.from_bytes(r.value) for r in keyed}
+    # The subject record, and (it has a group) the group record, each on the partition of
+    # its scope's key (the envelope's partition is that key's).
+    by_key = {record.kafka_key: record for record, _ in unpack(keyed)}
+    for message in keyed:
+        for record, _ in decode_envelope(message.value):
+            assert message.partition == murmur_partition(record.kafka_key, 4)
     assert sorted(by_key) == [b"group:site-7", b"s-17"]
     expected = Observation.model_validate(DESIGN_EXAMPLE)
     for record in by_key.values():
@@ -126,7 +143,7 @@ async def test_garbage_never_stops_the_worker(
         broker.bootstrap_servers, names.deadletter, until=lambda r: len(r) >= len(bad)
     )
     keyed = await read_topic(
-        broker.bootstrap_servers, names.keyed, until=lambda r: len(r) >= len(good)
+        broker.bootstrap_servers, names.keyed, until=lambda r: len(unpack(r)) >= len(good)
     )
 
     letters = sorted((loads_model(DeadLetter, r.value) for r in dead), key=lambda d: d.offset)
@@ -149,6 +166,8 @@ async def test_garbage_never_stops_the_worker(
             assert (letter.key.encode() if letter.key is not None else None) == key
     assert letters[0].encoding == "base64"
     assert letters[-1].key_encoding == "base64"
-    assert sorted(r.key for r in keyed) == sorted(g["subject_id"].encode() for g in good)
+    assert sorted(record.kafka_key for record, _ in unpack(keyed)) == sorted(
+        g["subject_id"].encode() for g in good
+    )
     assert worker.process.poll() is None
     assert worker.stop() == 0

@@ -104,3 +104,13 @@ def test_sketch_matches_the_ddsketch_library() -> None:
 def test_empty_aggregate_has_no_summary() -> None:
     with pytest.raises(ValueError, match="empty"):
         Aggregate().finish()
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.lists(values, min_size=1, max_size=80))
+def test_quantiles_at_once_equal_one_by_one(data: list[float]) -> None:
+    sketch = QuantileSketch()
+    for v in data:
+        sketch.add(v)
+    qs = (0.0, 0.5, 0.9, 0.99, 1.0)
+    assert sketch.quantiles(qs) == tuple(sketch.quantile(q) for q in qs)
