@@ -118,6 +118,7 @@ def test_topics_create_then_describe_lists_the_partitions(
     app_topics = [
         names.input,
         names.keyed,
+        names.scores,
         names.rolling,
         names.anomalies,
         names.observers,

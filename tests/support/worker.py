@@ -54,6 +54,10 @@ class TopicNames:
     def keyed(self) -> str:
         return f"{self.app_id}-observations-by-subject"
 
+    @property
+    def scores(self) -> str:
+        return f"{self.app_id}-observer-scores"
+
     def env(self) -> dict[str, str]:
         return {
             "INSIGHTS_APP_ID": self.app_id,
