@@ -1,0 +1,1 @@
+"""Benchmark harness: our worker against Quix Streams, a naive Faust agent and raw aiokafka."""

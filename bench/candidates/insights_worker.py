@@ -1,0 +1,72 @@
+"""Our worker (`observer-insights worker`), plus a progress hook for the harness.
+
+The hook wraps methods at class level and changes nothing else: the ingest agent's batch
+handler marks the first input record; after each rolling batch (folded into state, state
+written, outputs sent) the observations it counted are added. Per batch, not per event. Settings
+come from the environment exactly as for `observer-insights worker`.
+BENCH_PROFILE=path writes a cProfile of the whole process there on exit.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import sys
+from typing import Any
+
+from progress import Progress
+
+import streams.cli
+from agents.ingest import Ingest
+from agents.rolling.agent import RollingEngine
+from streams.cli import main
+from streams.settings import load_settings
+
+progress = Progress.from_env()
+_ingest_process = Ingest.process
+_rolling_process = RollingEngine.process
+_observe_latency = RollingEngine._observe_latency
+_counted: list[int] = [0]
+
+
+async def _ingest(self: Ingest, events: list[Any]) -> None:
+    progress.mark_first()
+    await _ingest_process(self, events)
+
+
+def _observe(self: RollingEngine, sources_ms: list[int]) -> None:
+    # Called once per batch with one entry per observation the batch counted: the only
+    # per-observation figure the engine hands out (keyed records are envelopes of many).
+    _counted[0] += len(sources_ms)
+    _observe_latency(self, sources_ms)
+
+
+async def _rolling(self: RollingEngine, events: list[Any]) -> None:
+    _counted[0] = 0
+    await _rolling_process(self, events)
+    progress.add(_counted[0])
+
+
+Ingest.process = _ingest  # type: ignore[method-assign]
+RollingEngine.process = _rolling  # type: ignore[method-assign]
+RollingEngine._observe_latency = _observe  # type: ignore[method-assign]
+
+# Work-around: with INSIGHTS_WINDOWS in the process environment, pydantic-settings' own
+# environment source JSON-decodes it (the field is a tuple) and fails on `tumbling:60s`.
+# The harness passes it as BENCH_INSIGHTS_WINDOWS; it reaches load_settings() by argument.
+_windows = os.environ.pop("BENCH_INSIGHTS_WINDOWS", None)
+if _windows:
+    streams.cli.load_settings = lambda: load_settings({**os.environ, "INSIGHTS_WINDOWS": _windows})  # type: ignore[assignment]
+
+if __name__ == "__main__":
+    sys.argv = ["observer-insights", "worker"]
+    profile_path = os.environ.get("BENCH_PROFILE")
+    if not profile_path:
+        main()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        main()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_path)

@@ -1,0 +1,222 @@
+"""The candidates, and how to start each one as processes for a run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import Proc
+from streams.embedded import free_port
+
+__all__ = ["CANDIDATES", "Candidate", "RunSpec"]
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "bench" / "candidates"
+MAIN_PY = ROOT / ".venv" / "bin" / "python"
+BENCH_PY = ROOT / "bench" / ".venv" / "bin" / "python"
+NO_LIMIT = 10**12
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate: `kind` picks the program, the rest are its options."""
+
+    name: str
+    kind: str  # insights | quix | faust | raw
+    description: str
+    windows: str | None = None  # insights: INSIGHTS_WINDOWS (None: the default set)
+    emit: str | None = None  # insights: INSIGHTS_EMIT (None: default `both`); quix: final|current
+    mode: str | None = None  # raw: consume|aggregate
+    emits_changes: bool = True  # has a per-update output whose latency means something
+    share: float = 1.0  # of the N preloaded events it is measured on (slow candidates)
+
+    @property
+    def scalable(self) -> bool:
+        return self.kind == "insights"
+
+
+CANDIDATES: dict[str, Candidate] = {
+    c.name: c
+    for c in (
+        Candidate(
+            "insights-default",
+            "insights",
+            "our worker, default windows (tumbling 60s + hopping 300s/60s), emit both",
+        ),
+        Candidate(
+            "insights-min-final",
+            "insights",
+            "our worker, tumbling 60s, emit final",
+            windows="tumbling:60s",
+            emit="final",
+            emits_changes=False,
+        ),
+        Candidate(
+            "insights-min-changes",
+            "insights",
+            "our worker, tumbling 60s, emit changes",
+            windows="tumbling:60s",
+            emit="changes",
+        ),
+        Candidate(
+            "quix-final",
+            "quix",
+            "Quix Streams group_by + tumbling reduce .final()",
+            emit="final",
+            emits_changes=False,
+        ),
+        Candidate(
+            "quix-current",
+            "quix",
+            "Quix Streams group_by + tumbling reduce .current()",
+            emit="current",
+        ),
+        Candidate(
+            "faust-naive",
+            "faust",
+            "naive Faust agent: windowed table write + send per event",
+            share=0.25,
+        ),
+        Candidate(
+            "raw-consume",
+            "raw",
+            "raw aiokafka consume + orjson decode",
+            mode="consume",
+            emits_changes=False,
+        ),
+        Candidate(
+            "raw-aggregate",
+            "raw",
+            "raw aiokafka consume + decode + aggregate + one produce per event",
+            mode="aggregate",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of one candidate: where it reads, what it is called, where its files go."""
+
+    candidate: Candidate
+    bootstrap: str
+    input_topic: str
+    run_id: str  # unique: app id / consumer group / topic prefix
+    workdir: Path
+    workers: int = 1
+    target: int = NO_LIMIT
+    guarantee: str = "at_least_once"
+    partitions: int = 8
+
+    @property
+    def output_topic(self) -> str:
+        return (
+            f"{self.run_id}.out" if self.candidate.kind != "insights" else f"{self.run_id}.rolling"
+        )
+
+    def processes(self) -> list[Proc]:
+        c = self.candidate
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        base_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("INSIGHTS_", "BENCH_", "KAFKA_"))
+        }
+        base_env["PYTHONUNBUFFERED"] = "1"
+        procs = []
+        for i in range(self.workers if c.scalable else 1):
+            env = dict(base_env)
+            env["BENCH_PROGRESS"] = str(self.workdir / f"progress-{i}.json")
+            ports: dict[str, int] = {}
+            if c.kind == "insights":
+                ports = {"web": free_port(), "metrics": free_port()}
+                env.update(self._insights_env(i, ports))
+                argv = [str(MAIN_PY), str(HERE / "insights_worker.py")]
+            elif c.kind == "quix":
+                argv = [
+                    str(BENCH_PY),
+                    str(HERE / "quix_app.py"),
+                    c.emit or "final",
+                    self.bootstrap,
+                    self.input_topic,
+                    self.run_id,
+                    self.output_topic,
+                    str(self.workdir / "state"),
+                    self.guarantee,
+                ]
+            elif c.kind == "faust":
+                argv = [
+                    str(MAIN_PY),
+                    str(HERE / "faust_naive.py"),
+                    self.bootstrap,
+                    self.input_topic,
+                    self.run_id,
+                    self.output_topic,
+                    str(self.workdir / "data"),
+                    str(self.partitions),
+                ]
+            else:
+                argv = [
+                    str(MAIN_PY),
+                    str(HERE / "raw_aiokafka.py"),
+                    c.mode or "consume",
+                    self.bootstrap,
+                    self.input_topic,
+                    self.run_id,
+                    self.output_topic,
+                    str(self.target),
+                ]
+            procs.append(
+                Proc(
+                    f"{c.name}#{i}",
+                    argv,
+                    env,
+                    self.workdir / f"log-{i}.txt",
+                    self.workdir / f"progress-{i}.json",
+                    ports,
+                )
+            )
+        return procs
+
+    def _insights_env(self, i: int, ports: dict[str, int]) -> dict[str, str]:
+        c, rid = self.candidate, self.run_id
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "INSIGHTS_APP_ID": rid,
+            "INSIGHTS_INPUT_TOPIC": self.input_topic,
+            "INSIGHTS_ROLLING_TOPIC": f"{rid}.rolling",
+            "INSIGHTS_ANOMALY_TOPIC": f"{rid}.anomalies",
+            "INSIGHTS_OBSERVER_TOPIC": f"{rid}.observers",
+            "INSIGHTS_DEADLETTER_TOPIC": f"{rid}.deadletter",
+            "INSIGHTS_TOPIC_PARTITIONS": str(self.partitions),
+            "INSIGHTS_IDLE_TIMEOUT": "6h",
+            "INSIGHTS_PROCESSING_GUARANTEE": self.guarantee,
+            "INSIGHTS_WEB_HOST": "127.0.0.1",
+            "INSIGHTS_WEB_PORT": str(ports["web"]),
+            "INSIGHTS_METRICS_PORT": str(ports["metrics"]),
+            "INSIGHTS_DATA_DIR": str(self.workdir / f"data-{i}"),
+        }
+        if c.windows:
+            env["BENCH_INSIGHTS_WINDOWS"] = c.windows  # see candidates/insights_worker.py
+        if c.emit:
+            env["INSIGHTS_EMIT"] = c.emit
+        if os.environ.get("BENCH_PROFILE_DIR"):
+            env["BENCH_PROFILE"] = str(Path(os.environ["BENCH_PROFILE_DIR"]) / f"{rid}-{i}.prof")
+        return env
+
+
+def python_ok() -> list[str]:
+    """What is missing to run the candidates (empty when all is there)."""
+    missing = []
+    if not MAIN_PY.exists():
+        missing.append(f"{MAIN_PY} (run scripts/bootstrap)")
+    if not BENCH_PY.exists():
+        missing.append(f"{BENCH_PY} (run bench/setup)")
+    return missing
+
+
+if __name__ == "__main__":
+    for name, cand in CANDIDATES.items():
+        print(f"{name:24} {cand.description}", file=sys.stdout)

@@ -1,0 +1,247 @@
+"""Run the benchmark: preload N events, run the candidates interleaved for several rounds,
+print the table, write JSON. `python -m bench --help`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench import data
+from bench.measure import Failed, Outcome, latency_run, throughput_run
+from bench.recovery import recovery_run
+from bench.report import summarise, table, targets
+from bench.roster import CANDIDATES, ROOT, RunSpec, python_ok
+from streams.embedded import EmbeddedBroker
+
+__all__ = ["main"]
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--events", type=int, default=1_000_000, help="events to preload (1M)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--candidates",
+        default=",".join(CANDIDATES),
+        help=f"comma separated, of: {', '.join(CANDIDATES)}",
+    )
+    p.add_argument("--workers", default="1", help="worker processes for our worker, e.g. 1,2")
+    p.add_argument(
+        "--guarantee",
+        default="at_least_once",
+        choices=["at_least_once", "exactly_once"],
+        help="for our worker and Quix (exactly_once needs Apache Kafka)",
+    )
+    p.add_argument("--latency-rate", type=float, default=5000.0, help="events/s (0: skip)")
+    p.add_argument("--latency-seconds", type=float, default=20.0)
+    p.add_argument("--recovery-keys", type=int, default=100_000, help="0: skip")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="results file (default bench/results/<timestamp>.json)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep candidates' work dirs and logs")
+    return p.parse_args(argv)
+
+
+def _loopback_only(bootstrap: str) -> None:
+    for server in bootstrap.split(","):
+        host = server.strip().rsplit(":", 1)[0].strip("[]")
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        if not all(ipaddress.ip_address(a).is_loopback for a in addresses):
+            sys.exit(f"bench: {server} is not a loopback address; the benchmark runs locally")
+
+
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    missing = python_ok()
+    if missing:
+        sys.exit("bench: missing " + "; ".join(missing) + " (run bench/setup)")
+    names = [n.strip() for n in args.candidates.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        sys.exit(f"bench: unknown candidates {unknown}; known: {list(CANDIDATES)}")
+    workers = [int(w) for w in args.workers.split(",")]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_path = args.json or ROOT / "bench" / "results" / f"{stamp}.json"
+    root = Path(tempfile.mkdtemp(prefix="oci-bench-"))
+    with contextlib.ExitStack() as stack:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        broker_pid = None
+        if bootstrap:
+            _loopback_only(bootstrap)
+            broker_name = f"Kafka at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)"
+        else:
+            if args.guarantee == "exactly_once":
+                sys.exit("bench: exactly_once needs KAFKA_BOOTSTRAP_SERVERS (Apache Kafka)")
+            broker = stack.enter_context(EmbeddedBroker(log_path=root / "broker.log"))
+            bootstrap = broker.bootstrap_servers
+            broker_pid = broker._process.pid if broker._process else None
+            broker_name = "embedded broker (Tansu, in memory)"
+        if not args.keep:
+            stack.callback(shutil.rmtree, root, True)
+        _say(f"broker: {broker_name}; work dir {root}")
+        doc = _run(args, names, workers, bootstrap, broker_pid, root, stamp)
+        doc["broker"] = broker_name
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(doc, indent=2, default=str))
+    print()
+    print(
+        f"broker: {doc['broker']}; {doc['events']:,} events preloaded on 8 partitions; "
+        f"{doc['rounds']} rounds; guarantee {doc['guarantee']}; {doc['cpus']} CPUs"
+    )
+    print(doc["table"])
+    for t in doc["targets"]:
+        print(f"  {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['measured']}")
+    if doc.get("recovery"):
+        print(f"  recovery: {json.dumps(doc['recovery'])}")
+    for failure in doc["failures"]:
+        print(f"  FAILED {failure}")
+    print(f"results: {out_path}")
+    return 1 if doc["failures"] else 0
+
+
+def _run(
+    args: argparse.Namespace,
+    names: list[str],
+    workers: list[int],
+    bootstrap: str,
+    broker_pid: int | None,
+    root: Path,
+    stamp: str,
+) -> dict[str, Any]:
+    prefix = f"bench-{stamp}"
+    input_topic = f"{prefix}-in"
+    span_ms = args.events * data.INTERVAL_MS
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - now_ms % 60_000 - int(span_ms) - 600_000  # ends 10 min in the past
+    asyncio.run(data.create_topics(bootstrap, [input_topic], 8))
+    t0 = time.monotonic()
+    sent = asyncio.run(
+        data.preload(bootstrap, input_topic, data.observations(args.events, start_ms))
+    )
+    _say(f"preloaded {sent:,} events into {input_topic} in {time.monotonic() - t0:.1f}s")
+
+    plan = [(CANDIDATES[n], w) for n in names for w in (workers if CANDIDATES[n].scalable else [1])]
+    outcomes: list[Outcome] = []
+    failures: list[str] = []
+    for r in range(args.rounds):
+        order = plan[r % len(plan) :] + plan[: r % len(plan)]  # rotate: no fixed first place
+        for candidate, w in order:
+            run_id = f"{prefix}-r{r}-{candidate.name}-w{w}"
+            target = max(1, round(args.events * candidate.share))
+            spec = RunSpec(
+                candidate,
+                bootstrap,
+                input_topic,
+                run_id,
+                root / run_id,
+                workers=w,
+                target=target,
+                guarantee=args.guarantee,
+            )
+            try:
+                o = throughput_run(spec, broker_pid, keep=args.keep)
+            except Failed as exc:
+                failures.append(str(exc))
+                _say(f"round {r + 1}: {candidate.name} x{w}: FAILED {exc}")
+                continue
+            outcomes.append(o)
+            _say(
+                f"round {r + 1}: {candidate.name} x{w}: {o.rate:,.0f} events/s "
+                f"({o.events:,} in {o.seconds:.1f}s, start {o.startup_s:.1f}s, "
+                f"CPU {o.cpu_per_100k:.1f}s/100k, RSS {o.peak_rss_mb:,.0f} MB)"
+            )
+
+    latency: dict[str, dict[str, Any]] = {}
+    if args.latency_rate > 0:
+        for name in names:
+            candidate = CANDIDATES[name]
+            if not candidate.emits_changes:
+                continue
+            run_id = f"{prefix}-lat-{name}"
+            spec = RunSpec(
+                candidate,
+                bootstrap,
+                f"{run_id}-in",
+                run_id,
+                root / run_id,
+                guarantee=args.guarantee,
+            )
+            try:
+                latency[name] = latency_run(
+                    spec, args.latency_rate, args.latency_seconds, keep=args.keep
+                )
+            except Exception as exc:  # one failed figure must not lose the others
+                failures.append(f"latency {name}: {exc!r}")
+                _say(f"latency {name}: FAILED {exc!r}")
+                continue
+            _say(f"latency {name}: {json.dumps(latency[name])}")
+
+    recovery = None
+    if args.recovery_keys > 0:
+        try:
+            recovery = recovery_run(
+                bootstrap,
+                f"{prefix}-recovery",
+                root / "recovery",
+                args.recovery_keys,
+                args.guarantee,
+                keep=args.keep,
+            )
+            _say(f"recovery: {json.dumps(recovery)}")
+        except Exception as exc:
+            failures.append(f"recovery: {exc!r}")
+            _say(f"recovery: FAILED {exc!r}")
+
+    rows = summarise(outcomes)
+    goals = targets(rows, latency, recovery)
+    if args.guarantee == "exactly_once":
+        for ours, theirs in (
+            ("insights-min-final", "quix-final"),
+            ("insights-min-changes", "quix-current"),
+        ):
+            if ours in rows and theirs in rows:
+                ratio = rows[ours]["rate_median"] / rows[theirs]["rate_median"]
+                goals.append(
+                    {
+                        "target": f"exactly_once: {ours} ≥ {theirs}",
+                        "measured": f"{ratio:.2f}x",
+                        "met": ratio >= 1.0,
+                    }
+                )
+    return {
+        "stamp": stamp,
+        "events": args.events,
+        "rounds": args.rounds,
+        "guarantee": args.guarantee,
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+        "table": table(rows, latency),
+        "summary": rows,
+        "latency": latency,
+        "recovery": recovery,
+        "targets": goals,
+        "runs": [asdict(o) | {"rate": o.rate} for o in outcomes],
+        "failures": failures,
+    }
