@@ -9,13 +9,30 @@ from faust.web import Request, Response, View
 
 from streams.metrics import Metrics
 
-__all__ = ["Readiness", "install_health_views"]
+__all__ = ["Readiness", "broker_lost", "install_health_views"]
+
+
+def broker_lost(app: faust.App) -> bool:
+    """True while the consumer has lost its group coordinator: the broker is unreachable.
+
+    aiokafka marks the coordinator dead when a heartbeat cannot reach it (within one
+    heartbeat interval of an outage) and finds it again once the broker answers. Reads
+    internals of faust-streaming 0.15's aiokafka driver (the consumer thread's
+    `AIOKafkaConsumer`); if they are not there (not started, other driver), it says False.
+    """
+    thread = getattr(getattr(app, "_consumer", None), "_thread", None)
+    coordinator = getattr(getattr(thread, "_consumer", None), "_coordinator", None)
+    if coordinator is None:
+        return False
+    return getattr(coordinator, "coordinator_id", 0) is None
 
 
 class Readiness:
-    """Ready = the group has assigned partitions and table recovery has finished.
+    """Ready = the group has assigned partitions, table recovery has finished, and the
+    consumer still reaches the broker.
 
-    Not ready before the first assignment, while rebalancing and while recovering.
+    Not ready before the first assignment, while rebalancing, while recovering, and while
+    the broker (the group coordinator) is unreachable.
     """
 
     def __init__(self, app: faust.App, metrics: Metrics) -> None:
@@ -38,6 +55,8 @@ class Readiness:
         reasons = []
         if not self._assigned:
             reasons.append("waiting for partition assignment")
+        elif broker_lost(app):
+            reasons.append("broker unreachable (group coordinator lost)")
         if app.rebalancing:
             reasons.append("rebalancing")
         recovery: Any = getattr(app.tables, "recovery")  # noqa: B009  (untyped in Faust)
