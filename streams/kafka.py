@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    IllegalSaslStateError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
 
+from streams.errors import ConfigError
 from streams.settings import Settings
 from streams.topics import DEADLETTER_MAX_BYTES
 
-__all__ = ["client_options", "ensure_topics", "ssl_context", "topic_plan"]
+__all__ = [
+    "check_access",
+    "client_options",
+    "ensure_topics",
+    "ssl_context",
+    "topic_plan",
+]
 
 logger = structlog.get_logger(__name__)
 
@@ -52,6 +68,60 @@ def client_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl_username.get_secret_value()
         options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
     return options
+
+
+_PROBE_TIMEOUT_S: Final = 10.0
+# Errors that retrying cannot fix: the broker answered and said no.
+_REFUSALS: Final = (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    IllegalSaslStateError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+
+
+def _bootstrap_hosts(settings: Settings) -> list[tuple[str, int]]:
+    hosts = []
+    for server in (settings.bootstrap_servers or "").split(","):
+        host, _, port = server.strip().rpartition(":")
+        if host and port.isdigit():
+            hosts.append((host.strip("[]"), int(port)))
+    return hosts
+
+
+async def check_access(settings: Settings) -> None:
+    """Connect once to each bootstrap server and raise ConfigError if one refuses us.
+
+    aiokafka's bootstrap folds every failure into "Unable to bootstrap", so a wrong
+    password looks like an unreachable broker and would be retried. This asks each server
+    directly: a SASL authentication failure or a TLS certificate error is final (one clear
+    error naming the setting). Unreachable servers are not an error here.
+    """
+    options = client_options(settings)
+    options.pop("bootstrap_servers")
+    options["client_id"] = f"{settings.app_id}-probe"
+    for host, port in _bootstrap_hosts(settings):
+        try:
+            async with asyncio.timeout(_PROBE_TIMEOUT_S):
+                conn = await create_conn(host, port, **options)
+            conn.close()
+        except _REFUSALS as exc:
+            detail = str(exc).strip() or type(exc).__name__
+            msg = (
+                f"KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD: {host}:{port} refused "
+                f"{settings.sasl_mechanism} authentication ({type(exc).__name__}: {detail}); "
+                "check the credentials and the mechanism"
+            )
+            raise ConfigError(msg) from exc
+        except ssl.SSLCertVerificationError as exc:
+            msg = (
+                f"KAFKA_SECURITY_PROTOCOL={settings.security_protocol}: TLS with {host}:{port} "
+                f"failed ({exc}); check KAFKA_SSL_CAFILE and the broker's certificate"
+            )
+            raise ConfigError(msg) from exc
+        except Exception as exc:  # unreachable or not yet up: the caller retries
+            logger.debug("access_probe_failed", host=host, port=port, error=repr(exc))
 
 
 def topic_plan(settings: Settings) -> list[NewTopic]:

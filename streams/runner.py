@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 from streams.app import create_app
 from streams.embedded import EmbeddedBroker
 from streams.errors import ConfigError
-from streams.kafka import ensure_topics
+from streams.kafka import check_access, ensure_topics
 from streams.logs import configure_logging, register_secrets
 from streams.metrics import serve_metrics
 from streams.settings import Settings
@@ -32,13 +32,17 @@ _BROKER_WAIT_S: Final = 60.0
 
 
 async def _ensure_topics_when_reachable(settings: Settings) -> None:
-    """Create the topics, waiting (bounded) for a broker that is still starting."""
+    """Create the topics, waiting (bounded) for a broker that is still starting.
+
+    A broker that refuses our credentials or certificate is not retried: ConfigError at once.
+    """
     deadline = time.monotonic() + _BROKER_WAIT_S
     while True:
         try:
             await ensure_topics(settings)
             return
         except KafkaConnectionError as exc:
+            await check_access(settings)  # raises ConfigError when retrying cannot help
             if time.monotonic() > deadline:
                 msg = f"KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers}: unreachable: {exc}"
                 raise ConfigError(msg) from exc
