@@ -11,6 +11,7 @@ writes. Upstream change that would remove it: a public `table.set(key, value, pa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import weakref
 from collections.abc import Iterator
@@ -21,7 +22,13 @@ from faust import streams as _faust_streams
 from faust.events import Event
 from faust.types import Message
 
-__all__ = ["committed_offset", "key_partition", "send_caused_by", "writing_partition"]
+__all__ = [
+    "committed_offset",
+    "install_fetch_fast_path",
+    "key_partition",
+    "send_caused_by",
+    "writing_partition",
+]
 
 
 @contextlib.contextmanager
@@ -90,3 +97,50 @@ def committed_offset(app: faust.App, tp: Any) -> int | None:
     committed: Any = getattr(app.consumer, "_committed_offset", {})
     value = committed.get(tp)
     return int(value) if value is not None else None
+
+
+_FAST_PATH_INSTALLED = False
+
+
+def install_fetch_fast_path() -> bool:
+    """Make Faust's fetch loop hand a message to the conductor without four tasks.
+
+    `Consumer._drain_messages` delivers every fetched message with
+    `await self.wait_first(callback(message), self.suspend_flow.wait())`, and mode's
+    `wait_first` wraps each awaitable (plus the service's stopped/crashed events) in a task
+    and an `asyncio.wait` — about half of a worker's CPU per message (measured: 311 -> 153 µs
+    per event). While the flow is not suspended and the consumer neither stopped nor
+    crashed, the callback is awaited directly; otherwise the original path runs (a stop
+    still cancels the fetcher task). Only the transport Consumer is patched, whose one
+    `wait_first` call is that one (a unit test pins the call's shape). Upstream change that
+    would remove it: a direct `await callback(message)` in `_drain_messages` when the flow
+    is running. Returns False (and changes nothing) on another Faust version.
+    """
+    global _FAST_PATH_INSTALLED
+    if _FAST_PATH_INSTALLED:
+        return True
+    if not faust.__version__.startswith("0.15."):
+        return False
+    from faust.transport.consumer import Consumer as TransportConsumer
+    from mode.services import WaitResults
+
+    original = TransportConsumer.wait_first
+
+    async def wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:  # noqa: ASYNC109  (mode's signature)
+        if (
+            len(coros) == 2
+            and timeout is None
+            and not self.suspend_flow.is_set()
+            and not self._stopped.is_set()
+            and not self._crashed.is_set()
+        ):
+            first, second = coros
+            if asyncio.iscoroutine(second):
+                second.close()  # the suspend_flow.wait() coroutine, never awaited
+            result = await first
+            return WaitResults(done=[first], results=[result], stopped=False)
+        return await original(self, *coros, timeout=timeout)
+
+    TransportConsumer.wait_first = wait_first  # type: ignore[method-assign]
+    _FAST_PATH_INSTALLED = True
+    return True

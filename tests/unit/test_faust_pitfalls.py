@@ -3,8 +3,10 @@ upgrade changes one of them, its test fails and says which workaround to revisit
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -61,3 +63,32 @@ def test_writing_partition_routes_changelog_writes(
         table[b"k"] = b"v"
     assert sent == [(3, b"k", b"v")]
     assert table.data[b"k"] == b"v"
+
+
+def test_the_fetch_loop_call_the_fast_path_relies_on() -> None:
+    # install_fetch_fast_path short-cuts exactly this call of the drain loop; if Faust
+    # changes it, the patch no longer applies and this pin says so.
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    source = inspect.getsource(TransportConsumer._drain_messages)
+    assert "await self.wait_first(\n" in source
+    assert "callback(message), self.suspend_flow.wait()" in source
+    assert inspect.getsource(TransportConsumer).count("self.wait_first(") == 1
+
+
+async def test_fast_path_awaits_the_callback_directly_and_falls_back_when_suspended() -> None:
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    from streams.faust_compat import install_fetch_fast_path
+
+    assert install_fetch_fast_path()
+    events = {name: asyncio.Event() for name in ("suspend_flow", "_stopped", "_crashed")}
+    consumer: Any = SimpleNamespace(**events)
+    calls: list[str] = []
+
+    async def callback() -> str:
+        calls.append("callback")
+        return "done"
+
+    result = await TransportConsumer.wait_first(consumer, callback(), events["suspend_flow"].wait())
+    assert calls == ["callback"] and result.results == ["done"] and not result.stopped
