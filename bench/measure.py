@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import statistics
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,11 +20,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench import data
 from bench.procs import Proc, cpu_seconds, peak_rss_kb
-from bench.roster import RunSpec
+from bench.roster import BENCH_PY, RunSpec
 
 __all__ = ["Failed", "Outcome", "latency_run", "scrape", "throughput_run"]
 
 POLL_S = 0.05
+PY_SPY = BENCH_PY.parent / "py-spy"
 START_BOUND_S = 120.0  # a candidate must process its first record within this
 MIN_RATE = 200.0  # ... and then at least this many records per second
 
@@ -111,12 +115,30 @@ def _progress(procs: list[Proc]) -> list[dict[str, Any]]:
     return [p for p in (proc.progress() for proc in procs) if p]
 
 
-def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False) -> Outcome:
+def _spies(procs: list[Proc], profile_dir: Path | None, run_id: str) -> list[Proc]:
+    """py-spy (from bench/.venv) sampling each candidate process, without pausing it."""
+    if profile_dir is None:
+        return []
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for i, proc in enumerate(procs):
+        out = profile_dir / f"{run_id}-{i}.txt"
+        argv = [str(PY_SPY), "record", "--pid", str(proc.pid), "--rate", "100", "--nonblocking",
+                "--format", "raw", "--output", str(out)]  # fmt: skip
+        spies.append(Proc(f"py-spy {proc.name}", argv, dict(os.environ),
+                          profile_dir / f"{run_id}-{i}.log", out).start())  # fmt: skip
+    return spies
+
+
+def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
+                   profile_dir: Path | None = None) -> Outcome:  # fmt: skip
     """Start the candidate on the preloaded input; wait until it has processed spec.target
-    records (bounded); stop it. Throughput = target / (last processed - first received)."""
+    records (bounded); stop it. Throughput = target / (last processed - first received).
+    With `profile_dir`, py-spy samples the candidate's processes into folded stacks there."""
     procs = spec.processes()
     broker = _BrokerCpu(broker_pid)
     _start(procs)
+    spies = _spies(procs, profile_dir, spec.run_id)
     try:
         started = min(p.started_at for p in procs)
         deadline = started + START_BOUND_S
@@ -156,6 +178,11 @@ def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False) ->
         )
     finally:
         _stop(procs)
+        for spy in spies:  # it writes its file when its target has exited
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if spy.popen is not None:
+                    spy.popen.wait(timeout=30)
+            spy.stop()
         _cleanup(spec, keep)
 
 

@@ -49,6 +49,7 @@ def recovery_run(
     keys: int,
     guarantee: str = "at_least_once",
     keep: bool = False,
+    code: Path | None = None,
 ) -> dict[str, Any]:
     """Load `keys` keys on the default windows, measure RSS, SIGTERM, start a fresh worker
     (empty data dir, new ports), time spawn -> /readyz 200 -> all keys back in state."""
@@ -58,7 +59,14 @@ def recovery_run(
     asyncio.run(data.preload(bootstrap, topic, data.recovery_observations(keys, start_ms)))
     candidate = CANDIDATES["insights-default"]
     first = RunSpec(
-        candidate, bootstrap, topic, run_id, workdir / "first", target=keys, guarantee=guarantee
+        candidate,
+        bootstrap,
+        topic,
+        run_id,
+        workdir / "first",
+        target=keys,
+        guarantee=guarantee,
+        code=code,
     )
     [proc] = first.processes()
     proc.start()
@@ -76,8 +84,7 @@ def recovery_run(
         result["rss_mb"] = _rss_kb(proc.pid) / 1024
         result["peak_rss_mb"] = peak_rss_kb(proc.pid) / 1024
         time.sleep(3.0)  # a commit interval: changelog writes and offsets out
-        code = proc.stop(bound_s=60)
-        result["first_exit_code"] = code
+        result["first_exit_code"] = proc.stop(bound_s=60)
         second = RunSpec(
             candidate,
             bootstrap,
@@ -86,6 +93,7 @@ def recovery_run(
             workdir / "second",
             target=keys,
             guarantee=guarantee,
+            code=code,
         )
         [fresh] = second.processes()
         fresh.start()

@@ -109,6 +109,7 @@ class RunSpec:
     target: int = NO_LIMIT
     guarantee: str = "at_least_once"
     partitions: int = 8
+    code: Path | None = None  # a snapshot of agents/, streams/, models/ our worker runs
 
     @property
     def output_topic(self) -> str:
@@ -133,6 +134,8 @@ class RunSpec:
             if c.kind == "insights":
                 ports = {"web": free_port(), "metrics": free_port()}
                 env.update(self._insights_env(i, ports))
+                if self.code is not None:  # shadows the editable install of the live tree
+                    env["PYTHONPATH"] = str(self.code)
                 argv = [str(MAIN_PY), str(HERE / "insights_worker.py")]
             elif c.kind == "quix":
                 argv = [

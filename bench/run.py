@@ -11,7 +11,9 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +30,8 @@ from streams.embedded import EmbeddedBroker
 
 __all__ = ["main"]
 
+SCALED = "insights-default"  # the candidate run with each of --workers
+
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -38,7 +42,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(CANDIDATES),
         help=f"comma separated, of: {', '.join(CANDIDATES)}",
     )
-    p.add_argument("--workers", default="1", help="worker processes for our worker, e.g. 1,2")
+    p.add_argument(
+        "--workers",
+        default="1",
+        help=f"worker process counts for {SCALED}, e.g. 1,2 (others run one)",
+    )
     p.add_argument(
         "--guarantee",
         default="at_least_once",
@@ -54,6 +62,22 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="results file (default bench/results/<timestamp>.json)",
     )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="py-spy our worker's processes during throughput runs (folded stacks "
+        "in DIR; it costs CPU: figures of a profiled run are not comparable)",
+    )
+    p.add_argument(
+        "--code",
+        default="worktree",
+        metavar="worktree|REV",
+        help="what our worker runs: a copy of agents/, streams/, models/ taken at "
+        "start (worktree, default) or from a git revision; either way the same "
+        "code for every round, whatever is edited meanwhile",
+    )
     p.add_argument("--keep", action="store_true", help="keep candidates' work dirs and logs")
     return p.parse_args(argv)
 
@@ -66,12 +90,42 @@ def _loopback_only(bootstrap: str) -> None:
             sys.exit(f"bench: {server} is not a loopback address; the benchmark runs locally")
 
 
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip()
+
+
+def _snapshot(code: str, dest: Path) -> str:
+    """Freeze the worker's code into `dest`; returns what was frozen (for the results)."""
+    dest.mkdir(parents=True)
+    packages = ["agents", "streams", "models"]
+    if code == "worktree":
+        for name in packages:
+            shutil.copytree(ROOT / name, dest / name,
+                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        dirty = _git("status", "--porcelain", "--", *packages)
+        return f"worktree at {_git('rev-parse', 'HEAD')}" + (" + uncommitted" if dirty else "")
+    archive = subprocess.run(["git", "archive", code, *packages], cwd=ROOT,
+                             capture_output=True, check=True, timeout=60)  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True, timeout=60)
+    return f"{code} = {_git('rev-parse', code)}"
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every finally: candidates stop
+
+
 def _say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     missing = python_ok()
     if missing:
         sys.exit("bench: missing " + "; ".join(missing) + " (run bench/setup)")
@@ -129,6 +183,8 @@ def _run(
     stamp: str,
 ) -> dict[str, Any]:
     prefix = f"bench-{stamp}"
+    code = _snapshot(args.code, root / "code")
+    _say(f"our worker runs {code}")
     input_topic = f"{prefix}-in"
     span_ms = args.events * data.INTERVAL_MS
     now_ms = int(time.time() * 1000)
@@ -140,7 +196,7 @@ def _run(
     )
     _say(f"preloaded {sent:,} events into {input_topic} in {time.monotonic() - t0:.1f}s")
 
-    plan = [(CANDIDATES[n], w) for n in names for w in (workers if CANDIDATES[n].scalable else [1])]
+    plan = [(CANDIDATES[n], w) for n in names for w in (workers if n == SCALED else [1])]
     outcomes: list[Outcome] = []
     failures: list[str] = []
     for r in range(args.rounds):
@@ -157,18 +213,22 @@ def _run(
                 workers=w,
                 target=target,
                 guarantee=args.guarantee,
+                code=root / "code",
             )
             try:
-                o = throughput_run(spec, broker_pid, keep=args.keep)
+                profile = args.profile if candidate.kind == "insights" else None
+                o = throughput_run(spec, broker_pid, keep=args.keep, profile_dir=profile)
             except Failed as exc:
                 failures.append(str(exc))
                 _say(f"round {r + 1}: {candidate.name} x{w}: FAILED {exc}")
                 continue
             outcomes.append(o)
+            o.extra["loadavg"] = os.getloadavg()
             _say(
                 f"round {r + 1}: {candidate.name} x{w}: {o.rate:,.0f} events/s "
                 f"({o.events:,} in {o.seconds:.1f}s, start {o.startup_s:.1f}s, "
-                f"CPU {o.cpu_per_100k:.1f}s/100k, RSS {o.peak_rss_mb:,.0f} MB)"
+                f"CPU {o.cpu_per_100k:.1f}s/100k, RSS {o.peak_rss_mb:,.0f} MB, "
+                f"load {o.extra['loadavg'][0]:.1f})"
             )
 
     latency: dict[str, dict[str, Any]] = {}
@@ -185,6 +245,7 @@ def _run(
                 run_id,
                 root / run_id,
                 guarantee=args.guarantee,
+                code=root / "code",
             )
             try:
                 latency[name] = latency_run(
@@ -206,6 +267,7 @@ def _run(
                 args.recovery_keys,
                 args.guarantee,
                 keep=args.keep,
+                code=root / "code",
             )
             _say(f"recovery: {json.dumps(recovery)}")
         except Exception as exc:
@@ -230,6 +292,8 @@ def _run(
                 )
     return {
         "stamp": stamp,
+        "code": code,
+        "loadavg_end": os.getloadavg(),
         "events": args.events,
         "rounds": args.rounds,
         "guarantee": args.guarantee,
