@@ -231,7 +231,9 @@ class RollingEngine:
         finals = state.take_finals()
         outgoing: list[_Outgoing] = []
         emitted_at = utc_now()
-        parents = self.trace_parents.pop(partition, {}) if self.tracing.enabled else {}
+        # A key's trace parent waits for the next record sent for that key (changes may be
+        # due only at a later flush than the batch that carried the trace).
+        parents = self.trace_parents.get(partition, {}) if self.tracing.enabled else {}
         emissions = list(finals) if self.emit_finals else []
         if changes:
             self.last_changes[partition] = time.monotonic()
@@ -258,6 +260,8 @@ class RollingEngine:
             self.metrics.anomalies.labels(severity=detection.severity).inc()
         for emission in finals:
             outgoing.extend(self.coordinator.judge(emission, emitted_at))
+        for emission in emissions:
+            parents.pop(emission.key, None)
         self._persist(partition, state)
         for topic, key, value, parent in outgoing:
             await self._send(partition, topic, key, value, parent)
