@@ -127,6 +127,34 @@ async def test_restart_midstream_keeps_finals_exact_and_duplicates_counted_once(
     assert replacement.stop() == 0
 
 
+async def kill_9_halfway(
+    broker: Broker,
+    names: TopicNames,
+    start_worker: Callable[..., WorkerProcess],
+    env: dict[str, str],
+    seed: int,
+) -> tuple[dict[Any, list[dict[str, Any]]], dict[Any, Any]]:
+    """Half the events, `kill -9` mid-stream, a replacement takes the rest; its finals."""
+    scenario = generate(seed=seed, n=2000)
+    expected = scenario.expected(SPECS)
+    half = len(scenario.events) // 2
+    first, second = scenario.events[:half], scenario.events[half:]
+    await create_topic(broker.bootstrap_servers, names.input, 4)
+    worker = start_worker(**env)
+    worker.wait_ready()
+    await produce(broker.bootstrap_servers, names.input, scenario.payloads(first), partition=0)
+    await _wait_metric_at_least(worker, "insights_events_received_total", half // 2)
+    worker.stop(signal.SIGKILL)
+
+    replacement = start_worker(**env)
+    await produce(broker.bootstrap_servers, names.input, scenario.payloads(second), partition=0)
+    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    replacement.wait_ready()
+    finals = await wait_for_finals(broker, names, expected)
+    assert replacement.stop() == 0
+    return finals, expected
+
+
 async def test_kill_9_under_exactly_once_keeps_finals_exact(
     broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
 ) -> None:
@@ -136,67 +164,18 @@ async def test_kill_9_under_exactly_once_keeps_finals_exact(
             "InitProducerId with UnknownError; CI runs this test on Apache Kafka"
         )
     env = {**ENGINE_ENV, "INSIGHTS_PROCESSING_GUARANTEE": "exactly_once"}
-    scenario = generate(seed=3, n=2000)
-    expected = scenario.expected(SPECS)
-    half = len(scenario.events) // 2
-    await create_topic(broker.bootstrap_servers, names.input, 4)
-    worker = start_worker(**env)
-    worker.wait_ready()
-    await produce(
-        broker.bootstrap_servers,
-        names.input,
-        scenario.payloads(scenario.events[:half]),
-        partition=0,
-    )
-    await _wait_metric_at_least(worker, "insights_events_received_total", half // 2)
-    worker.stop(signal.SIGKILL)
-
-    replacement = start_worker(**env)
-    await produce(
-        broker.bootstrap_servers,
-        names.input,
-        scenario.payloads(scenario.events[half:]),
-        partition=0,
-    )
-    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
-    replacement.wait_ready()
-    assert_exact(await wait_for_finals(broker, names, expected), expected)
-    assert replacement.stop() == 0
+    finals, expected = await kill_9_halfway(broker, names, start_worker, env, seed=3)
+    assert_exact(finals, expected)
 
 
 async def test_kill_9_under_at_least_once_loses_nothing(
     broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    scenario = generate(seed=4, n=2000)
-    expected = scenario.expected(SPECS)
-    half = len(scenario.events) // 2
-    await create_topic(broker.bootstrap_servers, names.input, 4)
-    worker = start_worker(**ENGINE_ENV)
-    worker.wait_ready()
-    await produce(
-        broker.bootstrap_servers,
-        names.input,
-        scenario.payloads(scenario.events[:half]),
-        partition=0,
-    )
-    await _wait_metric_at_least(worker, "insights_events_received_total", half // 2)
-    worker.stop(signal.SIGKILL)
-
-    replacement = start_worker(**ENGINE_ENV)
-    await produce(
-        broker.bootstrap_servers,
-        names.input,
-        scenario.payloads(scenario.events[half:]),
-        partition=0,
-    )
-    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
-    replacement.wait_ready()
-    finals = await wait_for_finals(broker, names, expected)
+    finals, expected = await kill_9_halfway(broker, names, start_worker, ENGINE_ENV, seed=4)
     assert set(finals) == set(expected)
     for key, records in finals.items():
         for record in records:
             assert record["count"] >= expected[key]["count"], key
-    assert replacement.stop() == 0
 
 
 async def test_a_silent_partition_closes_its_windows_by_wall_clock(
