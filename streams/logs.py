@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Final
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["configure_logging", "register_secrets"]
+__all__ = ["RepeatFilter", "configure_logging", "register_secrets"]
 
 _SENSITIVE_KEYS: Final = frozenset({"value", "attributes", "password", "sasl_password"})
 _MASK: Final = "[REDACTED]"
@@ -56,6 +57,39 @@ def _rename_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict
     return event_dict
 
 
+class RepeatFilter(logging.Filter):
+    """Let one record of a kind (logger, level, message template) through per `window_s`.
+
+    aiokafka logs a reconnect error per attempt; during a broker outage that is hundreds of
+    lines a second. The next record of a kind let through carries `suppressed=N`.
+    """
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        last, suppressed = self._seen.get(kind, (0.0, 0))
+        if now - last < self.window_s:
+            self._seen[kind] = (last, suppressed + 1)
+            return False
+        if suppressed:
+            record.suppressed = suppressed
+        self._seen[kind] = (now, 0)
+        return True
+
+
+def _add_suppressed(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    suppressed = getattr(record, "suppressed", None)
+    if suppressed:
+        event_dict["suppressed"] = suppressed
+    return event_dict
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Install the product's logging for structlog and the stdlib (idempotent)."""
     numeric = logging.getLevelName(level.upper())
@@ -82,7 +116,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, _rename_event],
+        foreign_pre_chain=[*shared, _rename_event, _add_suppressed],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -95,9 +129,14 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # Chatty third-party loggers: their INFO lines are about internals, not events.
+    # Chatty third-party loggers: their INFO lines are about internals, not events, and
+    # aiokafka repeats its connection errors on every retry.
     for name in ("aiokafka", "faust.transport", "mode.timers"):
         logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    repeats = RepeatFilter()
+    handler.addFilter(
+        lambda record: repeats.filter(record) if record.name.startswith("aiokafka") else True
+    )
 
 
 def bind(fields: MutableMapping[str, Any]) -> None:
