@@ -61,10 +61,13 @@ class ObserverEngine:
     async def process(self, events: list[faust.EventT[bytes]]) -> None:
         started = time.perf_counter()
         touched: dict[int, ObserverBook] = {}
+        owned = {
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.scores_topic
+        }
         for event in events:
             message = event.message
-            if message.value is None:
-                continue
+            if message.value is None or message.partition not in owned:
+                continue  # a revoked partition's batch is the new owner's to replay
             book = touched.get(message.partition)
             if book is None:
                 book = touched[message.partition] = self.book_for(message.partition)

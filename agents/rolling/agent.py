@@ -159,9 +159,14 @@ class RollingEngine:
         tracing = self.tracing.enabled
         now = time.monotonic()
         duplicates = 0
+        owned = self.owned_partitions()
         for event in events:
             message = event.message
             partition = message.partition
+            if partition not in owned:
+                # Revoked while this batch was in hand: the new owner replays it (Faust
+                # discards commits of revoked partitions); writing here would corrupt its state.
+                continue
             state = touched.get(partition)
             if state is None:
                 state = touched[partition] = self.state_for(partition)
@@ -209,10 +214,8 @@ class RollingEngine:
         publish coalesced changes that are due."""
         if not self._stable():
             return
-        keyed = self.keyed_topic
-        for tp in self.app.consumer.assignment():
-            if tp.topic == keyed:
-                self.state_for(tp.partition)
+        for partition in self.owned_partitions():
+            self.state_for(partition)
         now = time.monotonic()
         wall_ms = int(time.time() * 1000)
         for partition, state in list(self.partitions.items()):
@@ -225,9 +228,17 @@ class RollingEngine:
         recovery: Any = getattr(self.app.tables, "recovery")  # noqa: B009  (untyped in Faust)
         return not self.app.rebalancing and recovery.completed.is_set()
 
+    def owned_partitions(self) -> set[int]:
+        """Keyed-topic partitions in the consumer's assignment right now."""
+        keyed = self.keyed_topic
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == keyed}
+
     async def flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
         """Write changed state to the changelog table, then send finals, due changes,
         anomalies, and the consensus of closed windows."""
+        if partition not in self.owned_partitions():
+            self.partitions.pop(partition, None)  # revoked meanwhile: the new owner has it
+            return
         finals = state.take_finals()
         outgoing: list[_Outgoing] = []
         emitted_at = utc_now()
