@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import faust
@@ -63,8 +63,9 @@ async def send_caused_by(
     source_partition: int,
     headers: list[tuple[str, bytes]] | None = None,
     partition: int | None = None,
-) -> None:
-    """Send a record caused by processing `source_topic`/`source_partition`.
+) -> Awaitable[Any]:
+    """Send a record caused by processing `source_topic`/`source_partition`; returns the
+    delivery future (await it to know the record is in Kafka).
 
     Under `exactly_once` the record goes through that source partition's transactional
     producer, so it commits or aborts together with the source offsets and the changelog
@@ -79,11 +80,12 @@ async def send_caused_by(
         manager: Any = app.consumer.transactions
         group = app.assignor.group_for_topic(source_topic)
         transactional_id = f"{app.conf.id}-{group}-{source_partition}"
-        await manager.producer.send(
+        delivery: Awaitable[Any] = await manager.producer.send(
             topic, key, value, partition, None, headers, transactional_id=transactional_id
         )
-    else:
-        await app.producer.send(topic, key, value, partition, None, headers)
+        return delivery
+    delivery = await app.producer.send(topic, key, value, partition, None, headers)
+    return delivery
 
 
 def key_partition(app: faust.App, topic: str, key: bytes) -> int:

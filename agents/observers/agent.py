@@ -3,6 +3,7 @@ changelog-backed table -> `kind: observer` records on insights.observers."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Final
 
@@ -76,10 +77,8 @@ class ObserverEngine:
         for partition, book in touched.items():
             book.mark_stale()
             changed = book.take_changed()
-            with writing_partition(self.app, self.scores_topic, partition):
-                for observer_id, status in changed.items():
-                    self.table[f"{partition}|{observer_id}".encode()] = status.to_bytes()
-            for observer_id, status in changed.items():
+            # Records first, then the state that presumes them (see RollingEngine.flush).
+            deliveries = [
                 await send_caused_by(
                     self.app,
                     self.observer_topic,
@@ -88,6 +87,13 @@ class ObserverEngine:
                     source_topic=self.scores_topic,
                     source_partition=partition,
                 )
+                for observer_id, status in changed.items()
+            ]
+            if deliveries:
+                await asyncio.gather(*deliveries)
+            with writing_partition(self.app, self.scores_topic, partition):
+                for observer_id, status in changed.items():
+                    self.table[f"{partition}|{observer_id}".encode()] = status.to_bytes()
             self.metrics.records_emitted.labels(topic=self.observer_topic).inc(len(changed))
         self.metrics.batch_seconds.labels(agent="observers").observe(time.perf_counter() - started)
 

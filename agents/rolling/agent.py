@@ -9,10 +9,11 @@ state and outputs it caused (at-least-once; with `exactly_once` all of it is one
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Final
 
 import faust
@@ -89,6 +90,7 @@ class RollingEngine:
         self.last_activity: dict[int, float] = {}
         self.last_changes: dict[int, float] = {}
         self._chunk_ids = itertools.count()
+        self._flush_locks: dict[int, asyncio.Lock] = {}
         app.on_partitions_revoked.connect(self._on_revoked)
 
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -234,8 +236,19 @@ class RollingEngine:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == keyed}
 
     async def flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
-        """Write changed state to the changelog table, then send finals, due changes,
-        anomalies, and the consensus of closed windows."""
+        """Send finals, due changes, anomalies and the consensus of closed windows, wait
+        until Kafka has them, then write the changed state to the changelog table.
+
+        In that order: state that says "this window's final was sent" must never be in the
+        changelog while the final is not in Kafka (a crash between the two would lose it);
+        the other way round, a crash only repeats outputs (at-least-once). One flush per
+        partition at a time (the timer and the agent both flush).
+        """
+        lock = self._flush_locks.setdefault(partition, asyncio.Lock())
+        async with lock:
+            await self._flush(partition, state, changes=changes)
+
+    async def _flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
         if partition not in self.owned_partitions():
             self.partitions.pop(partition, None)  # revoked meanwhile: the new owner has it
             return
@@ -273,9 +286,16 @@ class RollingEngine:
             outgoing.extend(self.coordinator.judge(emission, emitted_at))
         for emission in emissions:
             parents.pop(emission.key, None)
-        self._persist(partition, state)
-        for topic, key, value, parent in outgoing:
+        deliveries = [
             await self._send(partition, topic, key, value, parent)
+            for topic, key, value, parent in outgoing
+        ]
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        if partition not in self.owned_partitions():
+            self.partitions.pop(partition, None)  # revoked while sending: state is not ours
+            return
+        self._persist(partition, state)
         for topic, count in Counter(item[0] for item in outgoing).items():
             self.metrics.records_emitted.labels(topic=topic).inc(count)
 
@@ -295,9 +315,9 @@ class RollingEngine:
 
     async def _send(
         self, partition: int, topic: str, key: bytes, value: bytes, parent: Context | None
-    ) -> None:
+    ) -> Awaitable[Any]:
         if parent is None:
-            await send_caused_by(
+            return await send_caused_by(
                 self.app,
                 topic,
                 key,
@@ -305,7 +325,6 @@ class RollingEngine:
                 source_topic=self.keyed_topic,
                 source_partition=partition,
             )
-            return
         name = (
             "insights.rolling publish"
             if topic == self.rolling_topic
@@ -314,7 +333,7 @@ class RollingEngine:
         with self.tracing.span(
             name, parent=parent, kind=SpanKind.PRODUCER, topic=topic, operation="publish"
         ):
-            await send_caused_by(
+            return await send_caused_by(
                 self.app,
                 topic,
                 key,
