@@ -50,11 +50,14 @@ def table(rows: dict[str, dict[str, Any]], latency: dict[str, dict[str, Any]]) -
     lines = []
     for label, row in rows.items():
         lat = latency.get(label, {}) if row["workers"] == 1 else {}
+        behind = ""  # fell behind the rate: the figure is a lower bound
+        if lat.get("sent") and lat.get("processed", 0) < 0.99 * lat["sent"]:
+            behind = f" (behind: {lat['processed'] / lat['sent']:.0%} done)"
         lines.append(
             f"| {label} | {row['events']:,} | {_fmt(row['rate_median'])} | {_fmt(row['rate_min'])} "
             f"| {_fmt(row['rate_max'])} | {_fmt(row['cpu_per_100k'], '.1f')} "
             f"| {_fmt(row['broker_cpu_per_100k'], '.1f')} | {_fmt(row['peak_rss_mb'])} "
-            f"| {_fmt(lat.get('p50_ms'))} | {_fmt(lat.get('p99_ms'))} |"
+            f"| {_fmt(lat.get('p50_ms'))} | {_fmt(lat.get('p99_ms'))}{behind} |"
         )
     return head + "\n".join(lines)
 
