@@ -2,7 +2,7 @@
 
 A candidate calls `mark_first()` when its first input record reaches its code and `add(n)`
 after n records are fully processed (folded into the aggregate and, where it sends, handed to
-its producer). A daemon thread rewrites the file every 50 ms: count, wall-clock time of the
+its producer). A daemon thread rewrites the file every 100 ms: count, wall-clock time of the
 first and of the latest processed record, the process CPU seconds (all threads) at the first
 record and now, and the peak RSS. Stdlib only: it runs in both venvs.
 """
@@ -18,7 +18,7 @@ import time
 
 __all__ = ["Progress"]
 
-_PERIOD_S = 0.05
+_PERIOD_S = 0.1
 
 
 class Progress:
