@@ -8,6 +8,7 @@ dir and free ports, whatever broker the rest of the session uses.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -68,9 +69,22 @@ class KafkaServer:
         return done.stdout
 
     def start(self) -> float:
-        """Start (or restart on the kept storage) and wait until ready; returns seconds."""
+        """Start (or restart on the kept storage) and wait until ready; returns seconds.
+
+        A first start whose freshly picked port was taken meanwhile (another broker on this
+        machine) is retried with new ports; a restart keeps its ports.
+        """
         began = time.monotonic()
-        last = self._run("start").strip().splitlines()[-1]
+        for attempt in range(3):
+            fresh = not (self.run_dir / "data" / "meta.properties").exists()
+            try:
+                output = self._run("start")
+                break
+            except AssertionError as exc:
+                if not fresh or "already in use" not in str(exc) or attempt == 2:
+                    raise
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+        last = output.strip().splitlines()[-1]
         name, _, value = last.partition("=")
         assert name == "KAFKA_BOOTSTRAP_SERVERS", last
         self.bootstrap_servers = value
