@@ -22,6 +22,8 @@ def attach_monitor(app: faust.App, metrics: Metrics, engine: RollingEngine) -> N
 
     @app.timer(interval=_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def refresh_gauges() -> None:
+        metrics.state_keys.labels(table="rolling-state").set(engine.key_count)
+        metrics.state_windows.set(engine.pane_count)
         consumer: Any = app.consumer
         assignment = consumer.assignment()
         per_topic = Counter(tp.topic for tp in assignment)
@@ -44,5 +46,3 @@ def attach_monitor(app: faust.App, metrics: Metrics, engine: RollingEngine) -> N
             metrics.consumer_lag.remove(*labels)
         seen.clear()
         seen.update(current)
-        metrics.state_keys.labels(table="rolling-state").set(engine.key_count)
-        metrics.state_windows.set(engine.pane_count)

@@ -80,6 +80,7 @@ async def test_metrics_count_exactly_and_lag_returns_to_zero(
         lags = {k: v for k, v in samples.items() if k.startswith("insights_consumer_lag{")}
         return (
             all(samples.get(k) == v for k, v in expected.items())
+            and samples.get('insights_state_keys{table="rolling-state"}', 0) > 0
             and any(names.input in k for k in lags)
             and any(names.keyed in k for k in lags)
             and set(lags.values()) == {0.0}

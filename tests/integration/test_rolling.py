@@ -15,9 +15,9 @@ import pytest
 from models import DeadLetter, loads_model
 from streams.durations import parse_windows
 from tests.support.broker import Broker
+from tests.support.finals import assert_exact, wait_for_finals
 from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
 from tests.support.scenario import final_figures, generate
-from tests.support.truth import assert_matches
 from tests.support.worker import TopicNames, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -25,28 +25,6 @@ pytestmark = pytest.mark.integration
 SPECS = parse_windows("tumbling:60s,hopping:300s/60s")
 # Idle close is by wall clock; these events are stamped hours ago, so keep it out of the way.
 ENGINE_ENV = {"INSIGHTS_IDLE_TIMEOUT": "1h", "INSIGHTS_GRACE": "30s"}
-
-
-async def wait_for_finals(
-    broker: Broker, names: TopicNames, expected: dict[Any, Any], deadline_s: float = 120.0
-) -> dict[Any, list[dict[str, Any]]]:
-    def complete(records: list[Any]) -> bool:
-        return set(expected) <= set(final_figures(records))
-
-    records = await read_topic(
-        broker.bootstrap_servers, names.rolling, until=complete, deadline_s=deadline_s
-    )
-    return final_figures(records)
-
-
-def assert_exact(finals: dict[Any, list[dict[str, Any]]], expected: dict[Any, Any]) -> None:
-    missing = set(expected) - set(finals)
-    extra = set(finals) - set(expected)
-    assert not missing, f"{len(missing)} windows without a final, e.g. {sorted(missing)[:3]}"
-    assert not extra, f"{len(extra)} finals for windows without data, e.g. {sorted(extra)[:3]}"
-    for key, records in finals.items():
-        assert len(records) == 1, f"{key}: {len(records)} finals"
-        assert_matches(records[0], expected[key], str(key))
 
 
 async def test_finals_equal_ground_truth_and_late_events_are_dead_letters(

@@ -26,8 +26,8 @@ from streams.durations import parse_windows
 from tests.support.broker import Broker
 from tests.support.kafka_io import produce, read_topic
 from tests.support.kafka_server import KafkaServer
-from tests.support.scenario import BASE_MS, Scenario, final_figures
-from tests.support.truth import Event, assert_matches
+from tests.support.scenario import BASE_MS, Scenario
+from tests.support.truth import Event
 from tests.support.worker import TopicNames, WorkerProcess, worker_env
 
 PARTITIONS = 12
@@ -383,29 +383,6 @@ async def drain_then_flush(broker: Broker, names: TopicNames, scenario: Scenario
 
     await poll(drained, 180.0, f"{len(wanted)} records keyed", period_s=1.5)
     await produce(bootstrap, names.input, scenario.flushers())
-
-
-async def wait_for_finals(
-    broker: Broker, names: TopicNames, expected: dict[Any, Any], deadline_s: float = 180.0
-) -> dict[Any, list[dict[str, Any]]]:
-    def complete(records: list[ConsumerRecord[Any, Any]]) -> bool:
-        return set(expected) <= set(final_figures(records))
-
-    records = await read_topic(
-        broker.bootstrap_servers, names.rolling, until=complete, deadline_s=deadline_s
-    )
-    return final_figures(records)
-
-
-def assert_exact(finals: dict[Any, list[dict[str, Any]]], expected: dict[Any, Any]) -> None:
-    """One final per window with data, each equal to ground truth."""
-    missing = set(expected) - set(finals)
-    extra = set(finals) - set(expected)
-    assert not missing, f"{len(missing)} windows without a final, e.g. {sorted(missing)[:3]}"
-    assert not extra, f"{len(extra)} finals for windows without data, e.g. {sorted(extra)[:3]}"
-    for key, records in finals.items():
-        assert len(records) == 1, f"{key}: {len(records)} finals"
-        assert_matches(records[0], expected[key], str(key))
 
 
 def assert_nothing_lost(finals: dict[Any, list[dict[str, Any]]], expected: dict[Any, Any]) -> bool:

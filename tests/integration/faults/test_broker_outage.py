@@ -21,8 +21,8 @@ from tests.integration.faults.conftest import (
     produce_paced,
     spread_scenario,
     tail_topic,
-    wait_for_finals,
 )
+from tests.support.finals import wait_for_finals
 from tests.support.kafka_io import create_topic, produce
 from tests.support.kafka_server import KafkaServer
 from tests.support.scenario import encode
