@@ -26,6 +26,7 @@ __all__ = [
     "committed_offset",
     "install_fetch_fast_path",
     "key_partition",
+    "owned_partitions",
     "send_caused_by",
     "writing_partition",
 ]
@@ -86,6 +87,11 @@ async def send_caused_by(
         return delivery
     delivery = await app.producer.send(topic, key, value, partition, None, headers)
     return delivery
+
+
+def owned_partitions(app: faust.App, topic: str) -> set[int]:
+    """Partitions of `topic` in this worker's consumer assignment right now."""
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
 
 
 def key_partition(app: faust.App, topic: str, key: bytes) -> int:

@@ -13,7 +13,7 @@ import structlog
 from agents.batching import run_to_completion
 from agents.observers.book import ObserverBook, ObserverStatus, Score
 from models import ObserverRecord, dumps, from_epoch_ms, utc_now
-from streams.faust_compat import send_caused_by, writing_partition
+from streams.faust_compat import owned_partitions, send_caused_by, writing_partition
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables
@@ -62,9 +62,7 @@ class ObserverEngine:
     async def process(self, events: list[faust.EventT[bytes]]) -> None:
         started = time.perf_counter()
         touched: dict[int, ObserverBook] = {}
-        owned = {
-            tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.scores_topic
-        }
+        owned = owned_partitions(self.app, self.scores_topic)
         for event in events:
             message = event.message
             if message.value is None or message.partition not in owned:

@@ -31,7 +31,12 @@ from agents.rolling.state import Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
 from models.keyed import KeyedObservation, decode_envelope
-from streams.faust_compat import send_caused_by, writing_partition
+from streams.faust_compat import (
+    key_partition,
+    owned_partitions,
+    send_caused_by,
+    writing_partition,
+)
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables
@@ -132,12 +137,8 @@ class RollingEngine:
     ) -> tuple[int, PartitionState | None]:
         """The partition of an entity and its state on this worker (None: not owned here)."""
         kafka_key = (entity if scope == "subject" else f"group:{entity}").encode()
-        producer: Any = self.app.producer
-        partition = int(producer.key_partition(self.keyed_topic, kafka_key).partition)
-        owned = any(
-            tp.topic == self.keyed_topic and tp.partition == partition
-            for tp in self.app.consumer.assignment()
-        )
+        partition = key_partition(self.app, self.keyed_topic, kafka_key)
+        owned = partition in self.owned_partitions()
         return partition, (self.state_for(partition) if owned else None)
 
     @property
@@ -232,8 +233,7 @@ class RollingEngine:
 
     def owned_partitions(self) -> set[int]:
         """Keyed-topic partitions in the consumer's assignment right now."""
-        keyed = self.keyed_topic
-        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == keyed}
+        return owned_partitions(self.app, self.keyed_topic)
 
     async def flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
         """Send finals, due changes, anomalies and the consensus of closed windows, wait
