@@ -13,18 +13,28 @@ __all__ = ["Readiness", "broker_lost", "install_health_views"]
 
 
 def broker_lost(app: faust.App) -> bool:
-    """True while the consumer has lost its group coordinator: the broker is unreachable.
+    """True while the consumer cannot reach the broker.
 
-    aiokafka marks the coordinator dead when a heartbeat cannot reach it (within one
-    heartbeat interval of an outage) and finds it again once the broker answers. Reads
-    internals of faust-streaming 0.15's aiokafka driver (the consumer thread's
-    `AIOKafkaConsumer`); if they are not there (not started, other driver), it says False.
+    Two signals from faust-streaming 0.15's aiokafka driver (the consumer thread's
+    `AIOKafkaConsumer`), either one enough:
+    - no open connection: every socket to the cluster saw EOF or failed to connect
+      (noticed as soon as the broker goes away);
+    - the group coordinator is marked dead: a heartbeat could not reach it (noticed
+      within one heartbeat interval).
+    aiokafka reconnects on the next request once the broker answers again. If the
+    internals are not there (not started, other driver), it says False.
     """
     thread = getattr(getattr(app, "_consumer", None), "_thread", None)
-    coordinator = getattr(getattr(thread, "_consumer", None), "_coordinator", None)
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
     if coordinator is None:
         return False
-    return getattr(coordinator, "coordinator_id", 0) is None
+    if getattr(coordinator, "coordinator_id", 0) is None:
+        return True
+    connections = getattr(getattr(consumer, "_client", None), "_conns", None)
+    if not isinstance(connections, dict):
+        return False
+    return not any(conn.connected() for conn in connections.values())
 
 
 class Readiness:

@@ -7,7 +7,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from streams.health import Readiness
+from streams.health import Readiness, broker_lost
 from streams.metrics import Metrics
 
 
@@ -54,3 +54,26 @@ def test_ready_only_when_assigned_stable_and_recovered() -> None:
     app.on_partitions_revoked.send(set())
     assert readiness.reasons() == ["waiting for partition assignment"]
     assert metrics.ready._value.get() == 0
+
+
+class _Connection:
+    def __init__(self, up: bool) -> None:
+        self.up = up
+
+    def connected(self) -> bool:
+        return self.up
+
+
+def _consumer_app(coordinator_id: int | None, connections: list[bool]) -> Any:
+    client = SimpleNamespace(_conns={i: _Connection(up) for i, up in enumerate(connections)})
+    coordinator = SimpleNamespace(coordinator_id=coordinator_id)
+    consumer = SimpleNamespace(_coordinator=coordinator, _client=client)
+    return SimpleNamespace(_consumer=SimpleNamespace(_thread=SimpleNamespace(_consumer=consumer)))
+
+
+def test_broker_lost_when_coordinator_dead_or_no_connection_is_open() -> None:
+    assert not broker_lost(_consumer_app(1, [True, False]))
+    assert broker_lost(_consumer_app(None, [True]))  # a heartbeat could not reach it
+    assert broker_lost(_consumer_app(1, [False, False]))  # every socket saw EOF
+    assert broker_lost(_consumer_app(1, []))
+    assert not broker_lost(SimpleNamespace())  # not started: no opinion
