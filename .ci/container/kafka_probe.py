@@ -158,8 +158,10 @@ async def group(args: argparse.Namespace) -> int:
             last = json.dumps(split, sort_keys=True)
             owned = [p for parts in split.values() for p in parts]
             if args.members_only and len(split) == args.members:
-                print(f"group {args.group}: {args.members} members (this broker reports no "
-                      f"assignments, so the split is not checked): {last}")
+                print(
+                    f"group {args.group}: {args.members} members (this broker reports no "
+                    f"assignments, so the split is not checked): {last}"
+                )
                 return 0
             if (
                 len(split) == args.members

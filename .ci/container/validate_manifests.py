@@ -75,8 +75,16 @@ def check_policies(docs: list[dict[str, Any]]) -> None:
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], []).append(doc)
-    for kind in ("Deployment", "Service", "PodDisruptionBudget", "ScaledObject", "ConfigMap",
-                 "PodMonitor", "PrometheusRule", "ServiceAccount"):
+    for kind in (
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "ScaledObject",
+        "ConfigMap",
+        "PodMonitor",
+        "PrometheusRule",
+        "ServiceAccount",
+    ):
         expect(kind in by_kind, f"no {kind} in the kustomize base")
     config = next(c["data"] for c in by_kind["ConfigMap"] if "INSIGHTS_APP_ID" in c.get("data", {}))
     deployment = by_kind["Deployment"][0]
@@ -86,8 +94,10 @@ def check_policies(docs: list[dict[str, Any]]) -> None:
     expect(psc.get("runAsUser") == 10001 and psc.get("runAsGroup") == 10001, "pod: runAs 10001")
     expect(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "pod: seccomp")
     bound = float(config.get("INSIGHTS_SHUTDOWN_TIMEOUT", "20s").rstrip("s"))
-    expect(pod.get("terminationGracePeriodSeconds", 30) > bound,
-           f"terminationGracePeriodSeconds above INSIGHTS_SHUTDOWN_TIMEOUT ({bound:g} s)")
+    expect(
+        pod.get("terminationGracePeriodSeconds", 30) > bound,
+        f"terminationGracePeriodSeconds above INSIGHTS_SHUTDOWN_TIMEOUT ({bound:g} s)",
+    )
     expect(pod.get("automountServiceAccountToken") is False, "no service account token")
     for container in pod["containers"]:
         sc = container.get("securityContext", {})
@@ -97,10 +107,14 @@ def check_policies(docs: list[dict[str, Any]]) -> None:
         res = container.get("resources", {})
         expect({"cpu", "memory"} <= set(res.get("requests", {})), "resource requests")
         expect("memory" in res.get("limits", {}), "memory limit")
-        expect(container.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz",
-               "liveness probe on /healthz")
-        expect(container.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz",
-               "readiness probe on /readyz")
+        expect(
+            container.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz",
+            "liveness probe on /healthz",
+        )
+        expect(
+            container.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz",
+            "readiness probe on /readyz",
+        )
         sources = container.get("envFrom", [])
         refs = [e["configMapRef"]["name"] for e in sources if "configMapRef" in e]
         expect(bool(refs), "ConfigMap reference")
@@ -112,19 +126,29 @@ def check_policies(docs: list[dict[str, Any]]) -> None:
     trigger = scaled["triggers"][0]
     expect(trigger["type"] == "kafka", "ScaledObject: kafka trigger")
     partitions = int(config["INSIGHTS_TOPIC_PARTITIONS"])
-    expect(scaled["maxReplicaCount"] <= partitions,
-           f"maxReplicaCount {scaled['maxReplicaCount']} > partitions {partitions}")
-    expect(trigger["metadata"]["consumerGroup"] == config["INSIGHTS_APP_ID"],
-           "ScaledObject consumerGroup = INSIGHTS_APP_ID")
-    expect(trigger["metadata"]["topic"] == config.get("INSIGHTS_INPUT_TOPIC", "observations"),
-           "ScaledObject topic = INSIGHTS_INPUT_TOPIC")
-    expect(trigger["metadata"]["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"],
-           "ScaledObject bootstrapServers = KAFKA_BOOTSTRAP_SERVERS")
+    expect(
+        scaled["maxReplicaCount"] <= partitions,
+        f"maxReplicaCount {scaled['maxReplicaCount']} > partitions {partitions}",
+    )
+    expect(
+        trigger["metadata"]["consumerGroup"] == config["INSIGHTS_APP_ID"],
+        "ScaledObject consumerGroup = INSIGHTS_APP_ID",
+    )
+    expect(
+        trigger["metadata"]["topic"] == config.get("INSIGHTS_INPUT_TOPIC", "observations"),
+        "ScaledObject topic = INSIGHTS_INPUT_TOPIC",
+    )
+    expect(
+        trigger["metadata"]["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"],
+        "ScaledObject bootstrapServers = KAFKA_BOOTSTRAP_SERVERS",
+    )
     expect(scaled["scaleTargetRef"]["name"] == deployment["metadata"]["name"], "scale target")
     expect("replicas" not in deployment["spec"], "Deployment leaves replicas to the autoscaler")
     rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
-    expect(by_kind["PrometheusRule"][0]["spec"] == rules,
-           "deploy/kubernetes/prometheusrule.yaml differs from deploy/prometheus/alerts.yml")
+    expect(
+        by_kind["PrometheusRule"][0]["spec"] == rules,
+        "deploy/kubernetes/prometheusrule.yaml differs from deploy/prometheus/alerts.yml",
+    )
     alerts = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
     for metric in ("insights_consumer_lag", "insights_dead_letters_total", "insights_ready"):
         expect(metric in alerts, f"an alert on {metric}")
@@ -136,8 +160,15 @@ def check_dashboard() -> None:
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     expect(bool(exprs), "dashboard has queries")
     known = set(re.findall(r'f"\{PREFIX\}_(\w+)"', (ROOT / "streams/metrics.py").read_text()))
-    counters = {"events_received", "events_valid", "dead_letters", "records_emitted",
-                "duplicates", "late_events", "anomalies"}
+    counters = {
+        "events_received",
+        "events_valid",
+        "dead_letters",
+        "records_emitted",
+        "duplicates",
+        "late_events",
+        "anomalies",
+    }
     for expr in exprs:
         for name in re.findall(r"\binsights_(\w+?)(?:_total|_bucket|_sum|_count)?\b", expr):
             expect(name in known, f"dashboard uses insights_{name}, which streams/metrics.py lacks")
@@ -168,8 +199,10 @@ def check_compose() -> None:
     for line in example.splitlines():
         if re.match(r"^[A-Z0-9_]*(PASSWORD|SECRET|TOKEN)[A-Z0-9_]*=.+", line):
             failures.append(f".env.example holds a secret value: {line.split('=')[0]}")
-    expect(not re.search(r"^\s*\w*(PASSWORD|SECRET|TOKEN)\w*:\s*[\"']?[^$\s\"']", text, re.M),
-           "a literal secret in docker-compose.yml")
+    expect(
+        not re.search(r"^\s*\w*(PASSWORD|SECRET|TOKEN)\w*:\s*[\"']?[^$\s\"']", text, re.M),
+        "a literal secret in docker-compose.yml",
+    )
     print("ok   compose: worker hardening, profiles, .env.example covers every variable, no secret")
 
 
