@@ -13,7 +13,7 @@ import structlog
 from agents.batching import run_to_completion
 from agents.observers.book import ObserverBook, ObserverStatus, Score
 from models import ObserverRecord, dumps, from_epoch_ms, utc_now
-from streams.faust_compat import owned_partitions, send_caused_by, writing_partition
+from streams.faust_compat import owned_partitions, send_caused_by, write_table
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables
@@ -89,9 +89,13 @@ class ObserverEngine:
             ]
             if deliveries:
                 await asyncio.gather(*deliveries)
-            with writing_partition(self.app, self.scores_topic, partition):
-                for observer_id, status in changed.items():
-                    self.table[f"{partition}|{observer_id}".encode()] = status.to_bytes()
+            writes: dict[bytes, bytes | None] = {
+                f"{partition}|{observer_id}".encode(): status.to_bytes()
+                for observer_id, status in changed.items()
+            }
+            await asyncio.gather(
+                *write_table(self.app, self.table, self.scores_topic, partition, writes)
+            )
             self.metrics.records_emitted.labels(topic=self.observer_topic).inc(len(changed))
         self.metrics.batch_seconds.labels(agent="observers").observe(time.perf_counter() - started)
 

@@ -35,7 +35,7 @@ from streams.faust_compat import (
     key_partition,
     owned_partitions,
     send_caused_by,
-    writing_partition,
+    write_table,
 )
 from streams.metrics import Metrics
 from streams.settings import Settings
@@ -295,23 +295,20 @@ class RollingEngine:
         if partition not in self.owned_partitions():
             self.partitions.pop(partition, None)  # revoked while sending: state is not ours
             return
-        self._persist(partition, state)
+        await self._persist(partition, state)
         for topic, count in Counter(item[0] for item in outgoing).items():
             self.metrics.records_emitted.labels(topic=topic).inc(count)
 
-    def _persist(self, partition: int, state: PartitionState) -> None:
+    async def _persist(self, partition: int, state: PartitionState) -> None:
+        """Write the state the flush changed; return once the changelog has it."""
         writes, _ = state.take_persist(f"{time.time_ns()}-{next(self._chunk_ids)}")
         if not writes:
             return
         prefix = f"{partition}|"
-        with writing_partition(self.app, self.keyed_topic, partition):
-            for name, value in writes.items():
-                key = (prefix + name).encode()
-                if value is None:
-                    if key in self.table:
-                        del self.table[key]
-                else:
-                    self.table[key] = value
+        changed = {(prefix + name).encode(): value for name, value in writes.items()}
+        deliveries = write_table(self.app, self.table, self.keyed_topic, partition, changed)
+        if deliveries:
+            await asyncio.gather(*deliveries)
 
     async def _send(
         self, partition: int, topic: str, key: bytes, value: bytes, parent: Context | None

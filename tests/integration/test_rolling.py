@@ -146,10 +146,6 @@ async def test_kill_9_under_exactly_once_keeps_finals_exact(
     assert_exact(finals, expected)
 
 
-# Known bug, open: on Apache Kafka about one run in six loses finals of windows that closed
-# around the kill (the replacement sees flusher-advanced watermarks before older events:
-# they become late dead letters). Reruns keep CI meaningful for the rest until it is fixed.
-@pytest.mark.flaky(reruns=2)
 async def test_kill_9_under_at_least_once_loses_nothing(
     broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
 ) -> None:

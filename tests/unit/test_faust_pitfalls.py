@@ -13,7 +13,7 @@ import faust
 import pytest
 from faust.tables.base import Collection
 
-from streams.faust_compat import writing_partition
+from streams.faust_compat import write_table, writing_partition
 
 
 @pytest.fixture
@@ -65,6 +65,39 @@ def test_writing_partition_routes_changelog_writes(
     assert table.data[b"k"] == b"v"
 
 
+def test_the_commit_flush_gives_up_on_a_stalled_buffer() -> None:
+    # The at-least-once commit drains Faust's send_soon buffer (where table writes queue
+    # their changelog records) with flush_atmost, which returns after 0.1 s without a send:
+    # an offset can be committed while changelog records are still queued. `write_table`
+    # hands back their futures so the agents await them before acknowledging.
+    from faust.transport.producer import ProducerBuffer
+
+    source = inspect.getsource(ProducerBuffer.flush_atmost)
+    assert "timeout=0.1" in source
+    assert "return flushed_messages" in source
+
+
+def test_write_table_returns_the_changelog_deliveries(
+    app: faust.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = app.Table("pin", key_type=bytes, value_type=bytes)
+    sent: list[tuple[Any, ...]] = []
+
+    def record(partition: int, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append((partition, key, value))
+        return ("delivery", key)
+
+    monkeypatch.setattr(table, "send_changelog", record)
+    table.data[b"old"] = b"x"
+    deliveries = write_table(
+        app, table, "keyed", 2, {b"k": b"v", b"old": None, b"never-there": None}
+    )
+    assert sent == [(2, b"k", b"v"), (2, b"old", None)]
+    assert deliveries == [("delivery", b"k"), ("delivery", b"old")]
+    assert table.data[b"k"] == b"v"
+    assert b"old" not in table.data
+
+
 def test_the_fetch_loop_call_the_fast_path_relies_on() -> None:
     # install_fetch_fast_path short-cuts exactly this call of the drain loop; if Faust
     # changes it, the patch no longer applies and this pin says so.
@@ -92,3 +125,126 @@ async def test_fast_path_awaits_the_callback_directly_and_falls_back_when_suspen
 
     result = await TransportConsumer.wait_first(consumer, callback(), events["suspend_flow"].wait())
     assert calls == ["callback"] and result.results == ["done"] and not result.stopped
+
+
+def test_recovery_completion_clears_queues_after_resuming_stream_partitions() -> None:
+    # Upstream order in on_recovery_completed: resume stream partitions -> await the seek
+    # -> flow_control.resume() (which clears every stream queue). Records fetched during
+    # the seek are cleared while the consumer's position has passed them.
+    # install_rebalance_fixes reorders it; this pin says when upstream changes.
+    import faust.tables.recovery as recovery_module
+
+    source = inspect.getsource(recovery_module)
+    body = source[source.index("async def on_recovery_completed") :]
+    body = body[: body.index("async def _build_highwaters")]
+    order = [
+        body.index("consumer.resume_partitions("),
+        body.index("consumer.perform_seek()"),
+        body.index("self.app.flow_control.resume()"),
+        body.index("consumer.resume_flow()"),
+    ]
+    assert order == sorted(order)
+
+
+async def test_recovery_fix_seeks_then_clears_then_resumes_stream_partitions() -> None:
+    from faust.tables.recovery import Recovery
+
+    from streams.faust_compat import install_rebalance_fixes
+
+    assert install_rebalance_fixes()
+    calls: list[Any] = []
+    stream_tp, changelog_tp = ("input", 0), ("app-state-changelog", 0)
+
+    async def perform_seek() -> None:
+        calls.append("seek")
+
+    async def on_rebalance_complete_send() -> None:
+        calls.append("rebalance complete")
+
+    async def maybe_start() -> None:
+        calls.append("fetcher")
+
+    async def wait(coro: Any, timeout: Any = None) -> Any:  # noqa: ASYNC109  (mode's signature)
+        return await coro
+
+    consumer = SimpleNamespace(
+        assignment=lambda: {stream_tp, changelog_tp},
+        perform_seek=perform_seek,
+        resume_partitions=lambda tps: calls.append(("resume partitions", tps)),
+        resume_flow=lambda: calls.append("resume flow"),
+    )
+    app = SimpleNamespace(
+        consumer=consumer,
+        consumer_generation_id=7,
+        conf=SimpleNamespace(broker_request_timeout=1.0),
+        on_rebalance_complete=SimpleNamespace(send=on_rebalance_complete_send),
+        flow_control=SimpleNamespace(resume=lambda: calls.append("clear queues")),
+        _fetcher=SimpleNamespace(maybe_start=maybe_start),
+        assignor=SimpleNamespace(assigned_standbys=lambda: set()),
+        on_rebalance_end=lambda: calls.append("rebalance end"),
+    )
+    completed = asyncio.Event()
+    recovery: Any = SimpleNamespace(
+        app=app,
+        log=SimpleNamespace(info=lambda *a: None, warning=lambda *a: None),
+        tables=SimpleNamespace(
+            values=lambda: [],
+            on_actives_ready=lambda: None,
+            on_standbys_ready=lambda: None,
+        ),
+        completed=completed,
+        _set_recovery_ended=lambda: None,
+        _wait=wait,
+        _is_changelog_tp=lambda tp: tp == changelog_tp,
+    )
+    await Recovery.on_recovery_completed(recovery, generation_id=7)
+    assert calls == [
+        "rebalance complete",
+        "seek",
+        "clear queues",
+        ("resume partitions", {stream_tp}),
+        "resume flow",
+        "fetcher",
+        "rebalance end",
+    ]
+    assert completed.is_set()
+
+
+def test_assignment_activates_partitions_before_the_app_pauses_them() -> None:
+    # Upstream: on_partitions_assigned makes every assigned partition active, then awaits
+    # the app's callbacks, which pause them only later. install_rebalance_fixes pauses
+    # them first; this pin says when upstream changes.
+    import faust.app.base as app_module
+    import faust.transport.consumer as consumer_module
+
+    consumer_source = inspect.getsource(consumer_module)
+    body = consumer_source[consumer_source.index("async def on_partitions_assigned(") :]
+    assert body.index("self._set_active_tps(assigned)") < body.index("self._on_partitions_assigned")
+    app_source = inspect.getsource(app_module)
+    body = app_source[app_source.index("async def _on_partitions_assigned(") :]
+    assert body.index("await T(self.topics.maybe_wait_for_subscriptions)()") < body.index(
+        "T(consumer.pause_partitions)(assigned)"
+    )
+
+
+async def test_aiokafka_reads_an_empty_partition_set_as_every_partition() -> None:
+    # Why the fetch gets a copy of Faust's live active set: emptied by a pause while
+    # aiokafka waits, it would return records of every partition.
+    from aiokafka.consumer.fetcher import Fetcher
+
+    assert "if partitions and tp not in partitions:" in inspect.getsource(Fetcher.fetched_records)
+    from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
+
+    from streams.faust_compat import install_rebalance_fixes
+
+    assert install_rebalance_fixes()
+    seen: list[Any] = []
+
+    async def thread_getmany(partitions: Any, timeout: float) -> dict[Any, Any]:  # noqa: ASYNC109
+        seen.append(partitions)
+        return {}
+
+    live = {("input", 0)}
+    consumer: Any = SimpleNamespace(_thread=SimpleNamespace(getmany=thread_getmany))
+    assert await AIOKafkaDriverConsumer._getmany(consumer, live, 1.0) == {}
+    assert seen == [live] and seen[0] is not live
