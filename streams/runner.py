@@ -67,6 +67,11 @@ class InsightsWorker(faust.Worker):
         watchdog.start()
         super()._schedule_shutdown(signal)
 
+    def _on_sigusr2(self) -> None:
+        """mode opens pdb on SIGUSR2, which would stall a worker that has no terminal; dump
+        every task's stack to stderr instead, as SIGUSR1 does (for a stuck worker)."""
+        self._on_sigusr1()
+
     def _shutdown_overdue(self) -> None:
         logger.error("shutdown_overdue_exit", bound_s=self.shutdown_timeout_s)
         logging.shutdown()
