@@ -248,3 +248,31 @@ async def test_aiokafka_reads_an_empty_partition_set_as_every_partition() -> Non
     consumer: Any = SimpleNamespace(_thread=SimpleNamespace(getmany=thread_getmany))
     assert await AIOKafkaDriverConsumer._getmany(consumer, live, 1.0) == {}
     assert seen == [live] and seen[0] is not live
+
+
+async def test_transactional_highwaters_come_from_list_offsets() -> None:
+    # Upstream reads the cached last stable offset (None until the partition is fetched)
+    # under exactly_once; the fix asks the broker instead.
+    import faust.transport.drivers.aiokafka as driver_module
+
+    source = inspect.getsource(driver_module)
+    body = source[source.index("async def _highwaters(") :]
+    body = body[: body.index("def _ensure_consumer(")]
+    assert "consumer.last_stable_offset(tp)" in body
+
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from streams.faust_compat import install_rebalance_fixes
+
+    assert install_rebalance_fixes()
+    asked: list[Any] = []
+
+    async def end_offsets(partitions: list[Any]) -> dict[Any, int]:
+        asked.append(partitions)
+        return {tp: 42 for tp in partitions}
+
+    aiokafka_consumer = SimpleNamespace(end_offsets=end_offsets)
+    thread: Any = SimpleNamespace(_ensure_consumer=lambda: aiokafka_consumer)
+    tp = ("app-state-changelog", 3)
+    assert await AIOKafkaConsumerThread._highwaters(thread, [tp]) == {tp: 42}
+    assert asked == [[tp]]
