@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import weakref
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import faust
@@ -143,10 +144,24 @@ def committed_offset(app: faust.App, tp: Any) -> int | None:
     return int(value) if value is not None else None
 
 
-_FAST_PATH_INSTALLED = False
+def _install_once(patch: Callable[[], None]) -> Callable[[], bool]:
+    """Apply `patch` at most once, and only on faust-streaming 0.15.x (the code it was
+    written against); the installer returns whether the patch is in place."""
+    installed = False
+
+    @functools.wraps(patch)
+    def install() -> bool:
+        nonlocal installed
+        if not installed and faust.__version__.startswith("0.15."):
+            patch()
+            installed = True
+        return installed
+
+    return install
 
 
-def install_fetch_fast_path() -> bool:
+@_install_once
+def install_fetch_fast_path() -> None:
     """Make Faust's fetch loop hand a message to the conductor without four tasks.
 
     `Consumer._drain_messages` delivers every fetched message with
@@ -160,11 +175,6 @@ def install_fetch_fast_path() -> bool:
     would remove it: a direct `await callback(message)` in `_drain_messages` when the flow
     is running. Returns False (and changes nothing) on another Faust version.
     """
-    global _FAST_PATH_INSTALLED
-    if _FAST_PATH_INSTALLED:
-        return True
-    if not faust.__version__.startswith("0.15."):
-        return False
     from faust.transport.consumer import Consumer as TransportConsumer
     from mode.services import WaitResults
 
@@ -186,14 +196,10 @@ def install_fetch_fast_path() -> bool:
         return await original(self, *coros, timeout=timeout)
 
     TransportConsumer.wait_first = wait_first  # type: ignore[method-assign]
-    _FAST_PATH_INSTALLED = True
-    return True
 
 
-_REBALANCE_FIXES_INSTALLED = False
-
-
-def install_rebalance_fixes() -> bool:
+@_install_once
+def install_rebalance_fixes() -> None:
     """Fixes so that recovery after a rebalance restores all state, and no fetched record
     is dropped while the consumer's position moves past it (the partition then takes no
     input until the next rebalance; measured: a replacement started after kill -9 took no
@@ -224,11 +230,6 @@ def install_rebalance_fixes() -> bool:
     `on_recovery_completed`, and `end_offsets` in `AIOKafkaConsumerThread._highwaters`.
     Returns False (and changes nothing) on another Faust version.
     """
-    global _REBALANCE_FIXES_INSTALLED
-    if _REBALANCE_FIXES_INSTALLED:
-        return True
-    if not faust.__version__.startswith("0.15."):
-        return False
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import Consumer as TransportConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -290,5 +291,3 @@ def install_rebalance_fixes() -> bool:
     AIOKafkaDriverConsumer._getmany = _getmany  # type: ignore[method-assign]
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
-    _REBALANCE_FIXES_INSTALLED = True
-    return True

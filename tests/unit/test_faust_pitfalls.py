@@ -21,6 +21,21 @@ def app() -> faust.App:
     return faust.App("pin-test", broker="kafka://127.0.0.1:1", autodiscover=False)
 
 
+def _record_changelog(
+    monkeypatch: pytest.MonkeyPatch, table: Any, delivery: Any
+) -> list[tuple[Any, ...]]:
+    """Replace the table's changelog send: record (partition, key, value), answer
+    `delivery(key)`."""
+    sent: list[tuple[Any, ...]] = []
+
+    def record(partition: int, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append((partition, key, value))
+        return delivery(key)
+
+    monkeypatch.setattr(table, "send_changelog", record)
+    return sent
+
+
 def test_windowed_cleanup_judges_staleness_by_wall_clock() -> None:
     # Faust deletes windows by time.time(), so windows of events stamped an hour ago are
     # "stale" the moment they are written. Our engine closes windows by event-time watermark.
@@ -46,18 +61,8 @@ def test_writing_partition_routes_changelog_writes(
     app: faust.App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     table = app.Table("pin", key_type=bytes, value_type=bytes)
-    sent: list[tuple[Any, ...]] = []
-
-    def record(partition: int, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append((partition, key, value))
-
-        class _Fut:
-            class message:
-                partition = 0
-
-        return _Fut()
-
-    monkeypatch.setattr(table, "send_changelog", record)
+    delivery = SimpleNamespace(message=SimpleNamespace(partition=0))
+    sent = _record_changelog(monkeypatch, table, lambda key: delivery)
     monkeypatch.setattr(table, "_verify_source_topic_partitions", lambda topic: None)
     with writing_partition(app, "keyed", 3):
         table[b"k"] = b"v"
@@ -81,13 +86,7 @@ def test_write_table_returns_the_changelog_deliveries(
     app: faust.App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     table = app.Table("pin", key_type=bytes, value_type=bytes)
-    sent: list[tuple[Any, ...]] = []
-
-    def record(partition: int, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append((partition, key, value))
-        return ("delivery", key)
-
-    monkeypatch.setattr(table, "send_changelog", record)
+    sent = _record_changelog(monkeypatch, table, lambda key: ("delivery", key))
     table.data[b"old"] = b"x"
     deliveries = write_table(
         app, table, "keyed", 2, {b"k": b"v", b"old": None, b"never-there": None}
