@@ -16,7 +16,7 @@ from agents.observers import attach_observers
 from agents.rolling import attach_rolling
 from streams.faust_compat import install_fetch_fast_path, install_rebalance_fixes
 from streams.health import Readiness, install_health_views
-from streams.kafka import bootstrap_list, ssl_context
+from streams.kafka import ssl_context
 from streams.metrics import Metrics
 from streams.monitor import attach_monitor
 from streams.query import install_query_views
@@ -70,8 +70,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     if settings.bootstrap_servers is None:
         msg = "create_app needs KAFKA_BOOTSTRAP_SERVERS (the runner starts the embedded broker)"
         raise ValueError(msg)
+    servers = [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
     return {
-        "broker": [f"kafka://{server}" for server in bootstrap_list(settings)],
+        "broker": [f"kafka://{server}" for server in servers],
         "broker_credentials": _credentials(settings),
         "store": settings.store,
         "processing_guarantee": settings.processing_guarantee,

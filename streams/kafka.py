@@ -22,7 +22,6 @@ from streams.settings import Settings
 from streams.topics import DEADLETTER_MAX_BYTES
 
 __all__ = [
-    "bootstrap_list",
     "check_access",
     "client_options",
     "ensure_topics",
@@ -82,15 +81,10 @@ _REFUSALS: Final = (
 )
 
 
-def bootstrap_list(settings: Settings) -> list[str]:
-    """KAFKA_BOOTSTRAP_SERVERS as a list of `host:port` entries (blanks dropped)."""
-    return [s.strip() for s in (settings.bootstrap_servers or "").split(",") if s.strip()]
-
-
 def _bootstrap_hosts(settings: Settings) -> list[tuple[str, int]]:
     hosts = []
-    for server in bootstrap_list(settings):
-        host, _, port = server.rpartition(":")
+    for server in (settings.bootstrap_servers or "").split(","):
+        host, _, port = server.strip().rpartition(":")
         if host and port.isdigit():
             hosts.append((host.strip("[]"), int(port)))
     return hosts
