@@ -1,12 +1,42 @@
-"""Running one batch to completion, even when the agent is being stopped."""
+"""The agents' batch loop: one `take_events()` batch at a time, run to completion even when
+the agent is being stopped, acknowledged inside the app's commit gate."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["run_to_completion"]
+import faust
+
+from streams.faust_compat import commit_gate
+
+__all__ = ["consume_batches", "run_to_completion"]
+
+
+async def consume_batches(
+    app: faust.App,
+    stream: faust.StreamT[bytes],
+    process: Callable[[list[faust.EventT[bytes]]], Coroutine[Any, Any, None]],
+    *,
+    batch_max: int,
+    within_s: float,
+) -> None:
+    """The body of a batch agent: `process` each batch, then acknowledge its events.
+
+    Both happen inside the app's commit gate, so under `exactly_once` a transaction holds
+    a batch's outputs and state writes together with its offsets, or none of them.
+    """
+    gate = commit_gate(app)
+    batches = stream.take_events(batch_max, within=within_s)  # type: ignore[attr-defined]
+    async for events in batches:
+        batch = list(events)
+        async with gate.work():
+            try:
+                await run_to_completion(process(batch))
+            finally:
+                for event in batch:  # Faust acks them again on the next batch: a no-op
+                    await stream.ack(event)
 
 
 async def run_to_completion(work: Coroutine[Any, Any, None]) -> None:

@@ -11,7 +11,7 @@ import structlog
 from faust.types import Message
 from opentelemetry.trace import SpanKind
 
-from agents.batching import run_to_completion
+from agents.batching import consume_batches
 from agents.deadletters import DeadLetterSink
 from models import DecodeError, decode_observation
 from models.keyed import KeyedObservation, encode_envelope
@@ -121,8 +121,8 @@ def attach_ingest(
 
     @app.agent(topics.input, name="ingest")
     async def ingest_agent(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(BATCH_MAX, within=BATCH_WAIT_S)  # type: ignore[attr-defined]
-        async for events in batches:
-            await run_to_completion(ingest.process(list(events)))
+        await consume_batches(
+            app, stream, ingest.process, batch_max=BATCH_MAX, within_s=BATCH_WAIT_S
+        )
 
     return ingest

@@ -14,7 +14,11 @@ from agents.deadletters import DeadLetterSink
 from agents.ingest import attach_ingest
 from agents.observers import attach_observers
 from agents.rolling import attach_rolling
-from streams.faust_compat import install_fetch_fast_path, install_rebalance_fixes
+from streams.faust_compat import (
+    install_fetch_fast_path,
+    install_rebalance_fixes,
+    install_transaction_fixes,
+)
 from streams.health import Readiness, install_health_views
 from streams.kafka import ssl_context
 from streams.metrics import Metrics
@@ -104,6 +108,7 @@ def create_app(
     tracing = tracing or Tracing()
     install_fetch_fast_path()
     install_rebalance_fixes()
+    install_transaction_fixes()
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_options(settings))
     topics = declare_topics(app, settings)

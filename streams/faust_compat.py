@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import functools
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import faust
@@ -24,9 +24,13 @@ from faust.events import Event
 from faust.types import Message
 
 __all__ = [
+    "CommitGate",
+    "commit_gate",
+    "commit_sent_transactions",
     "committed_offset",
     "install_fetch_fast_path",
     "install_rebalance_fixes",
+    "install_transaction_fixes",
     "key_partition",
     "owned_partitions",
     "send_caused_by",
@@ -291,3 +295,133 @@ def install_rebalance_fixes() -> None:
     AIOKafkaDriverConsumer._getmany = _getmany  # type: ignore[method-assign]
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+
+
+class CommitGate:
+    """Units of work (an agent's batch up to its acknowledgement, a timer's flush) run side
+    by side; a commit waits until none is running and holds new ones back meanwhile.
+
+    Under `exactly_once` a transaction then always holds whole units: never the outputs
+    of a batch without its offsets, nor a final without the state that records it sent.
+    """
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._committing = False
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def work(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._committing)
+            self._running += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def commit(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._committing)
+            self._committing = True
+            await self._changed.wait_for(lambda: self._running == 0)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._committing = False
+                self._changed.notify_all()
+
+
+_gates: weakref.WeakKeyDictionary[Any, CommitGate] = weakref.WeakKeyDictionary()
+
+
+def commit_gate(app: faust.App) -> CommitGate:
+    """The app's commit gate (one per app)."""
+    gate = _gates.get(app)
+    if gate is None:
+        gate = _gates[app] = CommitGate()
+    return gate
+
+
+def _sent_in(producer: Any) -> set[str]:
+    """Transactional ids that sent records since their last commit (Faust's producer)."""
+    sent: set[str] = producer.__dict__.setdefault("_insights_sent_in", set())
+    return sent
+
+
+async def commit_sent_transactions(producer: Any, start_new_transaction: bool) -> None:
+    """Commit the transactions of Faust's producer that sent records since their last
+    commit (and begin their next one)."""
+    sent_in = _sent_in(producer)
+    for transactional_id in sorted(sent_in):
+        async with producer._trn_locks[transactional_id]:
+            transactional = producer._transaction_producers.get(transactional_id)
+            if transactional is not None:
+                await transactional.commit_transaction()
+                if start_new_transaction:
+                    await transactional.begin_transaction()
+        sent_in.discard(transactional_id)
+
+
+@_install_once
+def install_transaction_fixes() -> None:
+    """Under `exactly_once`, commit transactions at unit-of-work boundaries, and commit
+    every transaction that holds records, also one with no new offsets.
+
+    1. Faust commits on a timer, whenever the commit task runs, so a transaction could end
+       between a batch's sends and its acknowledgement (a crash then replays the batch
+       whose outputs were already committed: duplicate finals), or between a final and
+       the state write recording it. Here a commit takes the app's `CommitGate`: it waits
+       for running units and holds new ones back.
+    2. Faust commits only the transactions of partitions with new acknowledged offsets. A
+       transaction holding only timer-driven records (changes published on the flush
+       timer, windows closed by idleness) stayed open until the next input on that
+       partition; after `transaction.timeout.ms` (60 s) the broker aborted it (records
+       lost) and the producer's next send to that partition retried forever (measured in
+       the scale test: two keyed partitions stalled, 35 windows had no final). Here every
+       transactional producer that sent since its last commit is committed too.
+    Upstream changes that would remove them: a commit hook agents can hold off (or
+    commits only between `take_events` batches), and committing every transaction with
+    pending records in `TransactionManager.commit`.
+    """
+    from aiokafka.errors import ProducerFenced
+    from faust.transport.consumer import Consumer as TransportConsumer
+    from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
+
+    send_original = AIOKafkaDriverProducer.send
+
+    async def send(self: Any, *args: Any, transactional_id: str | None = None, **kw: Any) -> Any:
+        if transactional_id:
+            _sent_in(self).add(transactional_id)
+        return await send_original(self, *args, transactional_id=transactional_id, **kw)
+
+    commit_transactions_original = AIOKafkaDriverProducer.commit_transactions
+
+    async def commit_transactions(
+        self: Any, tid_to_offset_map: Any, group_id: str, start_new_transaction: bool = True
+    ) -> None:
+        await commit_transactions_original(
+            self, tid_to_offset_map, group_id, start_new_transaction=start_new_transaction
+        )
+        _sent_in(self).difference_update(tid_to_offset_map)
+
+    commit_tps_original = TransportConsumer._commit_tps
+
+    async def _commit_tps(self: Any, tps: Any, start_new_transaction: bool) -> bool:
+        if not self.in_transaction:
+            return bool(await commit_tps_original(self, tps, start_new_transaction))
+        async with commit_gate(self.app).commit():
+            committed = await commit_tps_original(self, tps, start_new_transaction)
+            try:
+                await commit_sent_transactions(self.transactions.producer, start_new_transaction)
+            except ProducerFenced as exc:  # another worker owns the partition now
+                await self.app.crash(exc)
+            return bool(committed)
+
+    AIOKafkaDriverProducer.send = send  # type: ignore[method-assign]
+    AIOKafkaDriverProducer.commit_transactions = commit_transactions  # type: ignore[method-assign]
+    TransportConsumer._commit_tps = _commit_tps  # type: ignore[method-assign]

@@ -10,7 +10,7 @@ from typing import Any, Final
 import faust
 import structlog
 
-from agents.batching import run_to_completion
+from agents.batching import consume_batches
 from agents.observers.book import ObserverBook, ObserverStatus, Score
 from models import ObserverRecord, dumps, from_epoch_ms, utc_now
 from streams.faust_compat import owned_partitions, send_caused_by, write_table
@@ -121,8 +121,8 @@ def attach_observers(
 
     @app.agent(topics.scores, name="observers")
     async def observers(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(BATCH_MAX, within=BATCH_WAIT_S)  # type: ignore[attr-defined]
-        async for events in batches:
-            await run_to_completion(engine.process(list(events)))
+        await consume_batches(
+            app, stream, engine.process, batch_max=BATCH_MAX, within_s=BATCH_WAIT_S
+        )
 
     return engine

@@ -23,7 +23,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 from agents.anomaly import AnomalyConfig, anomaly_record
-from agents.batching import run_to_completion
+from agents.batching import consume_batches
 from agents.deadletters import DeadLetterSink
 from agents.observers.coordinator import Coordinator
 from agents.rolling.records import insight_record
@@ -32,6 +32,7 @@ from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
 from models.keyed import KeyedObservation, decode_envelope
 from streams.faust_compat import (
+    commit_gate,
     key_partition,
     owned_partitions,
     send_caused_by,
@@ -376,12 +377,13 @@ def attach_rolling(
 
     @app.agent(topics.keyed, name="rolling")
     async def rolling(stream: faust.StreamT[bytes]) -> None:
-        batches = stream.take_events(BATCH_MAX, within=BATCH_WAIT_S)  # type: ignore[attr-defined]
-        async for events in batches:
-            await run_to_completion(engine.process(list(events)))
+        await consume_batches(
+            app, stream, engine.process, batch_max=BATCH_MAX, within_s=BATCH_WAIT_S
+        )
 
     @app.timer(interval=settings.flush_interval_s)  # type: ignore[untyped-decorator]
     async def rolling_tick() -> None:
-        await engine.tick()
+        async with commit_gate(app).work():  # a transaction holds a whole flush
+            await engine.tick()
 
     return engine

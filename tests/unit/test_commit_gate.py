@@ -1,0 +1,105 @@
+"""The exactly_once commit fixes: commits between units of work, and every transaction
+that sent records committed, also one without new offsets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from streams.faust_compat import CommitGate, commit_sent_transactions, install_transaction_fixes
+
+
+async def test_a_commit_waits_for_running_work_and_holds_new_work_back() -> None:
+    gate = CommitGate()
+    log: list[str] = []
+    first_running = asyncio.Event()
+    release_first = asyncio.Event()
+
+    async def first() -> None:
+        async with gate.work():
+            log.append("first starts")
+            first_running.set()
+            await release_first.wait()
+            log.append("first ends")
+
+    async def commit() -> None:
+        async with gate.commit():
+            log.append("commit")
+
+    async def second() -> None:
+        async with gate.work():
+            log.append("second starts")
+
+    running = asyncio.create_task(first())
+    await first_running.wait()
+    committing = asyncio.create_task(commit())
+    await asyncio.sleep(0)  # the commit is now waiting for `first`
+    arriving = asyncio.create_task(second())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert log == ["first starts"]  # neither the commit nor new work got in
+    release_first.set()
+    await asyncio.gather(running, committing, arriving)
+    assert log == ["first starts", "first ends", "commit", "second starts"]
+
+
+async def test_units_of_work_run_side_by_side() -> None:
+    gate = CommitGate()
+    both_in = asyncio.Barrier(2)
+
+    async def unit() -> None:
+        async with gate.work():
+            await asyncio.wait_for(both_in.wait(), timeout=5)
+
+    await asyncio.gather(unit(), unit())
+
+
+class _TransactionalProducer:
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    async def commit_transaction(self) -> None:
+        self.log.append(f"commit {self.name}")
+
+    async def begin_transaction(self) -> None:
+        self.log.append(f"begin {self.name}")
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        self.log.append(f"offsets {self.name} {sorted(offsets.values())}")
+
+    async def send(self, *args: Any, **kwargs: Any) -> Any:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+async def test_a_transaction_that_only_sent_is_committed_once_after_the_offsets() -> None:
+    from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
+
+    assert install_transaction_fixes()
+    log: list[str] = []
+    producer: Any = AIOKafkaDriverProducer.__new__(AIOKafkaDriverProducer)
+    producer.__dict__.update(
+        _transaction_producers={t: _TransactionalProducer(t, log) for t in ("g-1-0", "g-1-1")},
+        _trn_locks=defaultdict(asyncio.Lock),
+        _send_on_produce_message=lambda **kwargs: None,
+        allow_headers=True,
+        _ensure_producer=lambda: None,
+    )
+    # Partition 0 sent (a batch) and has an acknowledged offset; partition 1 only sent
+    # (a timer's flush): Faust commits 0 with its offsets, the fix commits 1.
+    for tid in ("g-1-0", "g-1-1"):
+        await producer.send("out", b"k", b"v", None, None, None, transactional_id=tid)
+    await producer.commit_transactions({"g-1-0": {"tp0": 7}}, "g", start_new_transaction=True)
+    await commit_sent_transactions(producer, start_new_transaction=True)
+    assert log == [
+        "offsets g-1-0 [7]",
+        "commit g-1-0",
+        "begin g-1-0",
+        "commit g-1-1",
+        "begin g-1-1",
+    ]
+    log.clear()
+    await commit_sent_transactions(producer, start_new_transaction=False)
+    assert log == []  # nothing sent since
