@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from typing import Any
 
 import faust
+import structlog
 from faust import streams as _faust_streams
 from faust.events import Event
 from faust.types import Message
@@ -37,6 +38,8 @@ __all__ = [
     "write_table",
     "writing_partition",
 ]
+
+logger = structlog.get_logger(__name__)
 
 
 @contextlib.contextmanager
@@ -308,12 +311,13 @@ class CommitGate:
     def __init__(self) -> None:
         self._running = 0
         self._committing = False
+        self._closed = False
         self._changed = asyncio.Condition()
 
     @contextlib.asynccontextmanager
     async def work(self) -> AsyncIterator[None]:
         async with self._changed:
-            await self._changed.wait_for(lambda: not self._committing)
+            await self._changed.wait_for(lambda: not (self._committing or self._closed))
             self._running += 1
         try:
             yield
@@ -334,6 +338,16 @@ class CommitGate:
             async with self._changed:
                 self._committing = False
                 self._changed.notify_all()
+
+    def close(self) -> None:
+        """No new unit of work starts until `reopen` (the transactions have ended: on a
+        rebalance until new ones begin, at shutdown for good)."""
+        self._closed = True
+
+    async def reopen(self) -> None:
+        async with self._changed:
+            self._closed = False
+            self._changed.notify_all()
 
 
 _gates: weakref.WeakKeyDictionary[Any, CommitGate] = weakref.WeakKeyDictionary()
@@ -360,7 +374,7 @@ async def commit_sent_transactions(producer: Any, start_new_transaction: bool) -
     for transactional_id in sorted(sent_in):
         async with producer._trn_locks[transactional_id]:
             transactional = producer._transaction_producers.get(transactional_id)
-            if transactional is not None:
+            if transactional is not None and transactional._txn_manager.is_in_transaction():
                 await transactional.commit_transaction()
                 if start_new_transaction:
                     await transactional.begin_transaction()
@@ -384,12 +398,26 @@ def install_transaction_fixes() -> None:
        lost) and the producer's next send to that partition retried forever (measured in
        the scale test: two keyed partitions stalled, 35 windows had no final). Here every
        transactional producer that sent since its last commit is committed too.
+    3. At each rebalance Faust begins a transaction for every assigned partition, also
+       for one still in a transaction, and logs a warning for each ("Invalid state
+       transition IN_TRANSACTION -> IN_TRANSACTION"). Here a transaction in progress is
+       left as it is.
+    4. A commit that ends the transactions (on a rebalance, at shutdown) is followed by
+       more processing: batches already in hand, and Faust acknowledges a batch it handed
+       to an agent that is cancelled before running it. Their offsets then went to a
+       commit with no transaction and failed it (measured: at SIGTERM after a kill -9
+       rebalance, both survivors' shutdowns failed and ran over their bound). Here the
+       gate closes when the transactions end and reopens when new ones begin, and offsets
+       of a partition without a transaction are not committed: the partition's next owner
+       redoes them.
     Upstream changes that would remove them: a commit hook agents can hold off (or
-    commits only between `take_events` batches), and committing every transaction with
-    pending records in `TransactionManager.commit`.
+    commits only between `take_events` batches), committing every transaction with
+    pending records in `TransactionManager.commit`, and `maybe_begin_transaction` living
+    up to its name.
     """
     from aiokafka.errors import ProducerFenced
     from faust.transport.consumer import Consumer as TransportConsumer
+    from faust.transport.consumer import TransactionManager
     from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 
     send_original = AIOKafkaDriverProducer.send
@@ -404,8 +432,19 @@ def install_transaction_fixes() -> None:
     async def commit_transactions(
         self: Any, tid_to_offset_map: Any, group_id: str, start_new_transaction: bool = True
     ) -> None:
+        in_transaction = {
+            tid: offsets
+            for tid, offsets in tid_to_offset_map.items()
+            if tid not in self._transaction_producers
+            or self._transaction_producers[tid]._txn_manager.is_in_transaction()
+        }
+        if len(in_transaction) < len(tid_to_offset_map):
+            logger.info(
+                "offsets_left_to_next_owner",
+                transactional_ids=sorted(set(tid_to_offset_map) - set(in_transaction)),
+            )
         await commit_transactions_original(
-            self, tid_to_offset_map, group_id, start_new_transaction=start_new_transaction
+            self, in_transaction, group_id, start_new_transaction=start_new_transaction
         )
         _sent_in(self).difference_update(tid_to_offset_map)
 
@@ -414,14 +453,32 @@ def install_transaction_fixes() -> None:
     async def _commit_tps(self: Any, tps: Any, start_new_transaction: bool) -> bool:
         if not self.in_transaction:
             return bool(await commit_tps_original(self, tps, start_new_transaction))
-        async with commit_gate(self.app).commit():
+        gate = commit_gate(self.app)
+        async with gate.commit():
             committed = await commit_tps_original(self, tps, start_new_transaction)
             try:
                 await commit_sent_transactions(self.transactions.producer, start_new_transaction)
             except ProducerFenced as exc:  # another worker owns the partition now
                 await self.app.crash(exc)
+            if not start_new_transaction:
+                gate.close()
             return bool(committed)
 
+    on_rebalance_original = TransactionManager.on_rebalance
+
+    async def on_rebalance(self: Any, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
+        await on_rebalance_original(self, assigned, revoked, newly_assigned)
+        await commit_gate(self.app).reopen()
+
+    begin_original = AIOKafkaDriverProducer.maybe_begin_transaction
+
+    async def maybe_begin_transaction(self: Any, transactional_id: str) -> None:
+        transactional = self._transaction_producers.get(transactional_id)
+        if transactional is None or not transactional._txn_manager.is_in_transaction():
+            await begin_original(self, transactional_id)
+
+    AIOKafkaDriverProducer.maybe_begin_transaction = maybe_begin_transaction  # type: ignore[method-assign]
     AIOKafkaDriverProducer.send = send  # type: ignore[method-assign]
     AIOKafkaDriverProducer.commit_transactions = commit_transactions  # type: ignore[method-assign]
     TransportConsumer._commit_tps = _commit_tps  # type: ignore[method-assign]
+    TransactionManager.on_rebalance = on_rebalance  # type: ignore[method-assign]

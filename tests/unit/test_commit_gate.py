@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from types import SimpleNamespace
 from typing import Any
 
 from streams.faust_compat import CommitGate, commit_sent_transactions, install_transaction_fixes
@@ -44,6 +45,26 @@ async def test_a_commit_waits_for_running_work_and_holds_new_work_back() -> None
     assert log == ["first starts", "first ends", "commit", "second starts"]
 
 
+async def test_a_closed_gate_holds_work_back_until_reopened() -> None:
+    gate = CommitGate()
+    started: list[str] = []
+
+    async def unit() -> None:
+        async with gate.work():
+            started.append("unit")
+
+    async with gate.commit():
+        pass
+    gate.close()  # the transactions ended (a rebalance or the shutdown)
+    waiting = asyncio.create_task(unit())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert started == []
+    await gate.reopen()  # new transactions began
+    await asyncio.wait_for(waiting, timeout=5)
+    assert started == ["unit"]
+
+
 async def test_units_of_work_run_side_by_side() -> None:
     gate = CommitGate()
     both_in = asyncio.Barrier(2)
@@ -56,8 +77,9 @@ async def test_units_of_work_run_side_by_side() -> None:
 
 
 class _TransactionalProducer:
-    def __init__(self, name: str, log: list[str]) -> None:
+    def __init__(self, name: str, log: list[str], *, in_transaction: bool = False) -> None:
         self.name, self.log = name, log
+        self._txn_manager = SimpleNamespace(is_in_transaction=lambda: in_transaction)
 
     async def commit_transaction(self) -> None:
         self.log.append(f"commit {self.name}")
@@ -81,7 +103,9 @@ async def test_a_transaction_that_only_sent_is_committed_once_after_the_offsets(
     log: list[str] = []
     producer: Any = AIOKafkaDriverProducer.__new__(AIOKafkaDriverProducer)
     producer.__dict__.update(
-        _transaction_producers={t: _TransactionalProducer(t, log) for t in ("g-1-0", "g-1-1")},
+        _transaction_producers={
+            t: _TransactionalProducer(t, log, in_transaction=True) for t in ("g-1-0", "g-1-1")
+        },
         _trn_locks=defaultdict(asyncio.Lock),
         _send_on_produce_message=lambda **kwargs: None,
         allow_headers=True,
@@ -103,3 +127,39 @@ async def test_a_transaction_that_only_sent_is_committed_once_after_the_offsets(
     log.clear()
     await commit_sent_transactions(producer, start_new_transaction=False)
     assert log == []  # nothing sent since
+
+
+async def test_a_transaction_in_progress_is_not_begun_again() -> None:
+    from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
+
+    assert install_transaction_fixes()
+    log: list[str] = []
+    in_progress = _TransactionalProducer("g-1-0", log, in_transaction=True)
+    finished = _TransactionalProducer("g-1-1", log, in_transaction=False)
+    producer: Any = AIOKafkaDriverProducer.__new__(AIOKafkaDriverProducer)
+    producer.__dict__.update(
+        _transaction_producers={"g-1-0": in_progress, "g-1-1": finished},
+        _trn_locks=defaultdict(asyncio.Lock),
+        _ensure_producer=lambda: None,
+    )
+    await producer.maybe_begin_transaction("g-1-0")
+    await producer.maybe_begin_transaction("g-1-1")
+    assert log == ["begin g-1-1"]
+
+
+async def test_offsets_of_a_partition_without_a_transaction_are_left_to_the_next_owner() -> None:
+    from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
+
+    assert install_transaction_fixes()
+    log: list[str] = []
+    producer: Any = AIOKafkaDriverProducer.__new__(AIOKafkaDriverProducer)
+    producer.__dict__.update(
+        _transaction_producers={
+            "g-1-0": _TransactionalProducer("g-1-0", log, in_transaction=True),
+            "g-1-1": _TransactionalProducer("g-1-1", log, in_transaction=False),  # ended
+        },
+        _trn_locks=defaultdict(asyncio.Lock),
+    )
+    offsets = {"g-1-0": {"tp0": 7}, "g-1-1": {"tp1": 9}}
+    await producer.commit_transactions(offsets, "g", start_new_transaction=False)
+    assert log == ["offsets g-1-0 [7]", "commit g-1-0"]
