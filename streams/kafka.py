@@ -19,6 +19,7 @@ from aiokafka.errors import (
 
 from streams.errors import ConfigError
 from streams.settings import Settings
+from streams.tables import TABLE_NAMES, changelog_topic
 from streams.topics import DEADLETTER_MAX_BYTES
 
 __all__ = [
@@ -143,6 +144,18 @@ def topic_plan(settings: Settings) -> list[NewTopic]:
             replicas,
             topic_configs={"max.message.bytes": str(DEADLETTER_MAX_BYTES)},
         )
+    )
+    # The tables' changelogs too, before any worker starts: workers starting together each
+    # let Faust create them, and one that subscribed before a creation finished did not see
+    # the topic for minutes (its assignor ignored it; its producer crashed on a write).
+    plan.extend(
+        NewTopic(
+            changelog_topic(settings.app_id, table),
+            partitions,
+            replicas,
+            topic_configs={"cleanup.policy": "compact"},
+        )
+        for table in TABLE_NAMES
     )
     return plan
 

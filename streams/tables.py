@@ -9,7 +9,16 @@ from faust.types import TableT
 
 from streams.settings import Settings
 
-__all__ = ["Tables", "declare_tables"]
+__all__ = ["TABLE_NAMES", "Tables", "changelog_topic", "declare_tables"]
+
+ROLLING_STATE = "rolling-state"
+OBSERVER_STATE = "observer-state"
+TABLE_NAMES = (ROLLING_STATE, OBSERVER_STATE)
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    """Faust's name for a table's changelog topic."""
+    return f"{app_id}-{table}-changelog"
 
 
 @dataclass(frozen=True)
@@ -23,14 +32,14 @@ class Tables:
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
     """Tables are co-partitioned with the keyed topic (same partition count)."""
     rolling_state = app.Table(
-        "rolling-state",
+        ROLLING_STATE,
         partitions=settings.topic_partitions,
         key_type=bytes,
         value_type=bytes,
         help="Per-partition window panes, watermark and dedup journal of the rolling agent",
     )
     observer_state = app.Table(
-        "observer-state",
+        OBSERVER_STATE,
         partitions=settings.topic_partitions,
         key_type=bytes,
         value_type=bytes,

@@ -38,8 +38,8 @@ def app_topic_names(settings: Settings, existing: set[str]) -> list[str]:
 
     names = [topic.name for topic in topic_plan(settings)]
     prefix = f"{settings.app_id}-"
-    names += sorted(t for t in existing if t.startswith(prefix) and t.endswith("-changelog"))
-    return names
+    others = {t for t in existing if t.startswith(prefix) and t.endswith("-changelog")}
+    return names + sorted(others - set(names))
 
 
 async def _describe(settings: Settings, wanted: list[str]) -> tuple[list[TopicInfo], list[str]]:

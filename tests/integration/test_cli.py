@@ -123,6 +123,8 @@ def test_topics_create_then_describe_lists_the_partitions(
         names.anomalies,
         names.observers,
         names.deadletter,
+        f"{names.app_id}-rolling-state-changelog",
+        f"{names.app_id}-observer-state-changelog",
     ]
     created = run_cli(cli_env, "topics", "create")
     assert created.returncode == 0, created.stderr
