@@ -91,6 +91,17 @@ class Fleet:
     def alive(self) -> list[WorkerProcess]:
         return [w for w in self.workers if w.process.poll() is None]
 
+    def dump_stacks(self) -> None:
+        """Have every live worker write its asyncio tasks' stacks to its log (SIGUSR1), so
+        a failed test's logs show what each worker was waiting for."""
+        alive = self.alive()
+        for worker in alive:
+            worker.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5.0
+        for worker in alive:
+            while time.monotonic() < deadline and "THREAD " not in _tail(worker.log_path):
+                time.sleep(0.1)
+
     def stop_all(self) -> None:
         for worker in self.workers:
             with contextlib.suppress(AssertionError):
@@ -106,7 +117,9 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet_factory(names: TopicNames, tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+def fleet_factory(
+    request: pytest.FixtureRequest, names: TopicNames, tmp_path: Path
+) -> Iterator[Callable[..., Fleet]]:
     """`fleet_factory(broker, **env)`: a fleet on that broker; every worker stopped at the end."""
     made: list[Fleet] = []
 
@@ -117,7 +130,24 @@ def fleet_factory(names: TopicNames, tmp_path: Path) -> Iterator[Callable[..., F
 
     yield make
     for fleet in made:
+        if getattr(request.node, "failed_call", False):
+            fleet.dump_stacks()
         fleet.stop_all()
+
+
+def _tail(path: Path, size: int = 65536) -> str:
+    with path.open("rb") as file:
+        file.seek(max(0, path.stat().st_size - size))
+        return file.read().decode("utf-8", errors="replace")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Mark a test whose body failed (`item.failed_call`), for the fleet's teardown."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.failed_call = True  # type: ignore[attr-defined]
+    return report
 
 
 def wait_all_ready(workers: Sequence[WorkerProcess], deadline_s: float = 120.0) -> None:
@@ -446,3 +476,10 @@ def kill(worker: WorkerProcess) -> None:
     """kill -9, and wait for the process to be gone."""
     worker.process.send_signal(signal.SIGKILL)
     worker.process.wait(timeout=10)
+
+
+def write_result(name: str, figures: dict[str, object]) -> None:
+    """Keep measured figures under bench/results/ (git-ignored) for the report."""
+    folder = Path(__file__).resolve().parents[3] / "bench" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

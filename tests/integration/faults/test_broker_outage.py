@@ -21,6 +21,7 @@ from tests.integration.faults.conftest import (
     produce_paced,
     spread_scenario,
     tail_topic,
+    write_result,
 )
 from tests.support.finals import wait_for_finals
 from tests.support.kafka_io import create_topic, produce
@@ -119,10 +120,3 @@ async def test_worker_rides_out_a_15s_broker_outage(
     print(f"\nbroker outage: {figures}")  # noqa: T201
     write_result("broker_outage", figures)
     assert worker.stop() == 0
-
-
-def write_result(name: str, figures: dict[str, object]) -> None:
-    """Keep measured figures under bench/results/ (git-ignored) for the report."""
-    folder = Path(__file__).resolve().parents[3] / "bench" / "results"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
