@@ -9,9 +9,9 @@ from typing import Any
 
 import faust
 
-from streams.faust_compat import commit_gate
+from streams.faust_compat import BatchLane, commit_gate
 
-__all__ = ["consume_batches", "run_to_completion"]
+__all__ = ["consume_batches", "consume_lane", "run_to_completion"]
 
 
 async def consume_batches(
@@ -37,6 +37,26 @@ async def consume_batches(
             finally:
                 for event in batch:  # Faust acks them again on the next batch: a no-op
                     await stream.ack(event)
+
+
+async def consume_lane(
+    app: faust.App,
+    lane: BatchLane,
+    process: Callable[[list[Any]], Coroutine[Any, Any, None]],
+) -> None:
+    """The body of a lane agent: `process` each fetched batch of one partition (aiokafka
+    `ConsumerRecord`s, in offset order), then mark it committable.
+
+    Both inside the app's commit gate, as for `consume_batches`. A batch fetched before a
+    rebalance is dropped unprocessed (it is fetched again from the committed offset).
+    """
+    gate = commit_gate(app)
+    while True:
+        tp, records, generation = await lane.take()
+        async with gate.work():
+            if lane.current(tp, generation):
+                await run_to_completion(process(records))
+                lane.done(tp, records)
 
 
 async def run_to_completion(work: Coroutine[Any, Any, None]) -> None:

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import faust
 import structlog
-from faust.types import Message
 
 from models import DeadLetter, DeadLetterReason, FieldError, dumps, encode_bytes, utc_now
 from streams.faust_compat import send_caused_by
 from streams.metrics import Metrics
 
-__all__ = ["DeadLetterSink", "build_dead_letter"]
+__all__ = ["DeadLetterSink", "SourceMessage", "build_dead_letter"]
 
 logger = structlog.get_logger(__name__)
+
+
+class SourceMessage(Protocol):
+    """A message as read (a Faust `Message` or an aiokafka `ConsumerRecord`)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 def build_dead_letter(
@@ -56,7 +71,7 @@ class DeadLetterSink:
 
     async def send(
         self,
-        message: Message,
+        message: SourceMessage,
         reason: DeadLetterReason,
         errors: Sequence[FieldError],
         headers: list[tuple[str, bytes]] | None = None,

@@ -4,18 +4,17 @@ by subject (and, when it has one, by group) onto the internal keyed topic."""
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Any
 
 import faust
 import structlog
-from faust.types import Message
 from opentelemetry.trace import SpanKind
 
-from agents.batching import consume_batches
+from agents.batching import consume_lane
 from agents.deadletters import DeadLetterSink
 from models import DecodeError, decode_observation
 from models.keyed import KeyedObservation, encode_envelope
-from streams.faust_compat import key_partition, send_caused_by
+from streams.faust_compat import batch_lane, key_partition, send_caused_by
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import Topics
@@ -24,9 +23,6 @@ from streams.tracing import Headers, Tracing, current_headers
 __all__ = ["Ingest", "attach_ingest"]
 
 logger = structlog.get_logger(__name__)
-
-BATCH_MAX: Final = 5000
-BATCH_WAIT_S: Final = 0.05
 
 
 class Ingest:
@@ -49,14 +45,14 @@ class Ingest:
         self.sink = sink
         self.tracing = tracing
 
-    async def process(self, events: list[faust.EventT[bytes]]) -> None:
-        """Handle a batch in order: dead letters go out as found; valid observations go
-        to the keyed topic in one envelope per (source partition, keyed partition)."""
+    async def process(self, records: list[Any]) -> None:
+        """Handle a fetched batch (aiokafka `ConsumerRecord`s) in order: dead letters go out
+        as found; valid observations go to the keyed topic in one envelope per (source
+        partition, keyed partition)."""
         started = time.perf_counter()
         envelopes: dict[tuple[int, int], list[tuple[KeyedObservation, str | None]]] = {}
         valid = 0
-        for event in events:
-            message = event.message
+        for message in records:
             if self.tracing.enabled:
                 with self.tracing.span(
                     "observations process",
@@ -80,13 +76,13 @@ class Ingest:
                 source_partition=source,
                 partition=destination,
             )
-        self.metrics.events_received.inc(len(events))
+        self.metrics.events_received.inc(len(records))
         self.metrics.events_valid.inc(valid)
         self.metrics.batch_seconds.labels(agent="ingest").observe(time.perf_counter() - started)
 
     async def _handle(
         self,
-        message: Message,
+        message: Any,
         envelopes: dict[tuple[int, int], list[tuple[KeyedObservation, str | None]]],
         headers: Headers | None,
     ) -> int:
@@ -99,7 +95,7 @@ class Ingest:
             return 0
         traceparent = dict(headers).get("traceparent") if headers else None
         trace = traceparent.decode() if traceparent else None
-        timestamp_ms = int(message.timestamp * 1000)
+        timestamp_ms = message.timestamp
         for record in KeyedObservation.for_scopes(
             observation, message.partition, message.offset, timestamp_ms
         ):
@@ -119,10 +115,12 @@ def attach_ingest(
     """Register the ingest agent: input topic -> (dead letters | keyed topic)."""
     ingest = Ingest(app, topics, settings, metrics, sink, tracing)
 
+    lane = batch_lane(app, {ingest.input_topic})
+
     @app.agent(topics.input, name="ingest")
     async def ingest_agent(stream: faust.StreamT[bytes]) -> None:
-        await consume_batches(
-            app, stream, ingest.process, batch_max=BATCH_MAX, within_s=BATCH_WAIT_S
-        )
+        # The agent subscribes the input topic; its records arrive by the lane, a fetched
+        # batch per partition, never through `stream`.
+        await consume_lane(app, lane, ingest.process)
 
     return ingest

@@ -15,6 +15,7 @@ from agents.ingest import attach_ingest
 from agents.observers import attach_observers
 from agents.rolling import attach_rolling
 from streams.faust_compat import (
+    install_batch_lane,
     install_fetch_fast_path,
     install_rebalance_fixes,
     install_transaction_fixes,
@@ -109,6 +110,7 @@ def create_app(
     install_fetch_fast_path()
     install_rebalance_fixes()
     install_transaction_fixes()
+    install_batch_lane()
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_options(settings))
     topics = declare_topics(app, settings)

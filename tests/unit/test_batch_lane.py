@@ -1,0 +1,124 @@
+"""The batch lane: fetched records of the lane's topics go to the lane a partition batch at
+a time, the rest to Faust; the lane's offsets are the ones Faust commits."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from agents.batching import consume_lane
+from streams.faust_compat import batch_lane, install_batch_lane, install_rebalance_fixes
+
+
+class _App:
+    """What the lane reads of an app (weak-referenceable, unlike SimpleNamespace)."""
+
+    def __init__(self, assignment: set[Any]) -> None:
+        self.consumer_generation_id = 1
+        self.rebalancing = False
+        self.in_transaction = False
+        self.consumer = SimpleNamespace(assignment=lambda: assignment)
+
+
+def _records(topic: str, partition: int, offsets: range) -> list[ConsumerRecord[Any, Any]]:
+    return [
+        ConsumerRecord(
+            topic=topic,
+            partition=partition,
+            offset=o,
+            timestamp=0,
+            timestamp_type=0,
+            key=None,
+            value=b"v",
+            checksum=None,
+            serialized_key_size=0,
+            serialized_value_size=1,
+            headers=(),
+        )
+        for o in offsets
+    ]
+
+
+def _driver_consumer(app: Any, fetched: dict[Any, Any], *, flow_active: bool = True) -> Any:
+    from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
+
+    consumer: Any = AIOKafkaDriverConsumer.__new__(AIOKafkaDriverConsumer)
+
+    async def getmany(active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        return dict(fetched)
+
+    consumer.__dict__.update(
+        app=app, flow_active=flow_active, _thread=SimpleNamespace(getmany=getmany)
+    )
+    return consumer
+
+
+async def test_the_fetch_hands_lane_topics_to_the_lane_and_the_rest_to_faust() -> None:
+    assert install_rebalance_fixes()
+    assert install_batch_lane()
+    inputs0, inputs1, keyed0 = (
+        TopicPartition("in", 0),
+        TopicPartition("in", 1),
+        TopicPartition("keyed", 0),
+    )
+    app = _App({inputs0, inputs1, keyed0})
+    lane = batch_lane(app, {"in"})  # type: ignore[arg-type]
+    fetched = {
+        inputs0: _records("in", 0, range(0, 3)),
+        inputs1: _records("in", 1, range(5, 7)),  # not active: paused
+        keyed0: _records("keyed", 0, range(0, 2)),
+    }
+    consumer = _driver_consumer(app, fetched)
+    left = await consumer._getmany({inputs0, keyed0}, 1.0)
+    assert list(left) == [keyed0]
+    tp, records, generation = await lane.take()
+    assert (tp, [r.offset for r in records], generation) == (inputs0, [0, 1, 2], 1)
+    assert lane._batches().empty()  # the paused partition's records were not taken
+
+    # The flow stopped (a rebalance began): Faust seeks back and drops the fetch itself.
+    stopped = _driver_consumer(app, fetched, flow_active=False)
+    assert set(await stopped._getmany({inputs0, keyed0}, 1.0)) == set(fetched)
+    assert lane._batches().empty()
+
+
+async def test_the_committed_offset_of_a_lane_partition_follows_processed_batches() -> None:
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    assert install_batch_lane()
+    inputs0 = TopicPartition("in", 0)
+    app = _App({inputs0})
+    lane = batch_lane(app, {"in"})  # type: ignore[arg-type]
+    consumer: Any = SimpleNamespace(app=app)
+    assert TransportConsumer._new_offset(consumer, inputs0) is None
+    lane.done(inputs0, _records("in", 0, range(10, 14)))
+    assert TransportConsumer._new_offset(consumer, inputs0) == 14
+    lane.forget({inputs0})  # revoked
+    assert TransportConsumer._new_offset(consumer, inputs0) is None
+
+
+async def test_the_lane_agent_processes_current_batches_and_drops_older_ones() -> None:
+    inputs0, inputs1 = TopicPartition("in", 0), TopicPartition("in", 1)
+    app = _App({inputs0})
+    lane = batch_lane(app, {"in"})  # type: ignore[arg-type]
+    processed: list[list[int]] = []
+    all_done = asyncio.Event()
+
+    async def process(records: list[Any]) -> None:
+        processed.append([r.offset for r in records])
+        if len(processed) == 2:
+            all_done.set()
+
+    await lane.put(inputs0, _records("in", 0, range(0, 2)))
+    await lane.put(inputs1, _records("in", 1, range(0, 2)))  # not assigned here
+    app.consumer_generation_id = 2  # a rebalance happened: the first two are stale
+    await lane.put(inputs0, _records("in", 0, range(0, 3)))
+    await lane.put(inputs0, _records("in", 0, range(3, 5)))
+    agent = asyncio.create_task(consume_lane(app, lane, process))  # type: ignore[arg-type]
+    await asyncio.wait_for(all_done.wait(), timeout=5)
+    agent.cancel()
+    assert processed == [[0, 1, 2], [3, 4]]
+    assert lane.committable(inputs0) == 5
+    assert lane.committable(inputs1) is None
