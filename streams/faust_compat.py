@@ -587,8 +587,10 @@ def install_batch_lane() -> None:
 
     async def _getmany(self: Any, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
         records: Any = await getmany_original(self, active_partitions, timeout)  # a new dict
+        if not records:
+            return records
         lane = _lanes.get(self.app)
-        if lane is None or not records or not self.flow_active:
+        if lane is None or not self.flow_active:
             return records
         for tp in [tp for tp in records if tp.topic in lane.topics]:
             batch = records.pop(tp)
