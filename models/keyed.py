@@ -19,9 +19,10 @@ __all__ = ["KeyedObservation", "decode_envelope", "encode_envelope"]
 Scope = Literal["subject", "group"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs ~1.4 µs more, twice per event
 class KeyedObservation:
-    """An observation for one aggregation scope: its subject, or its group."""
+    """An observation for one aggregation scope: its subject, or its group (treat as
+    immutable)."""
 
     scope: Scope
     entity: str  # subject_id (scope subject) or group_id (scope group)
