@@ -96,21 +96,28 @@ class _TransactionalProducer:
         return future
 
 
-async def test_a_transaction_that_only_sent_is_committed_once_after_the_offsets() -> None:
+def _driver_producer(log: list[str], in_transaction: dict[str, bool]) -> Any:
+    """Faust's aiokafka producer, patched, over fake transactional producers (by id)."""
     from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
 
     assert install_transaction_fixes()
-    log: list[str] = []
     producer: Any = AIOKafkaDriverProducer.__new__(AIOKafkaDriverProducer)
     producer.__dict__.update(
         _transaction_producers={
-            t: _TransactionalProducer(t, log, in_transaction=True) for t in ("g-1-0", "g-1-1")
+            tid: _TransactionalProducer(tid, log, in_transaction=state)
+            for tid, state in in_transaction.items()
         },
         _trn_locks=defaultdict(asyncio.Lock),
         _send_on_produce_message=lambda **kwargs: None,
         allow_headers=True,
         _ensure_producer=lambda: None,
     )
+    return producer
+
+
+async def test_a_transaction_that_only_sent_is_committed_once_after_the_offsets() -> None:
+    log: list[str] = []
+    producer = _driver_producer(log, {"g-1-0": True, "g-1-1": True})
     # Partition 0 sent (a batch) and has an acknowledged offset; partition 1 only sent
     # (a timer's flush): Faust commits 0 with its offsets, the fix commits 1.
     for tid in ("g-1-0", "g-1-1"):
@@ -130,36 +137,16 @@ async def test_a_transaction_that_only_sent_is_committed_once_after_the_offsets(
 
 
 async def test_a_transaction_in_progress_is_not_begun_again() -> None:
-    from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
-
-    assert install_transaction_fixes()
     log: list[str] = []
-    in_progress = _TransactionalProducer("g-1-0", log, in_transaction=True)
-    finished = _TransactionalProducer("g-1-1", log, in_transaction=False)
-    producer: Any = AIOKafkaDriverProducer.__new__(AIOKafkaDriverProducer)
-    producer.__dict__.update(
-        _transaction_producers={"g-1-0": in_progress, "g-1-1": finished},
-        _trn_locks=defaultdict(asyncio.Lock),
-        _ensure_producer=lambda: None,
-    )
+    producer = _driver_producer(log, {"g-1-0": True, "g-1-1": False})
     await producer.maybe_begin_transaction("g-1-0")
     await producer.maybe_begin_transaction("g-1-1")
     assert log == ["begin g-1-1"]
 
 
 async def test_offsets_of_a_partition_without_a_transaction_are_left_to_the_next_owner() -> None:
-    from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
-
-    assert install_transaction_fixes()
     log: list[str] = []
-    producer: Any = AIOKafkaDriverProducer.__new__(AIOKafkaDriverProducer)
-    producer.__dict__.update(
-        _transaction_producers={
-            "g-1-0": _TransactionalProducer("g-1-0", log, in_transaction=True),
-            "g-1-1": _TransactionalProducer("g-1-1", log, in_transaction=False),  # ended
-        },
-        _trn_locks=defaultdict(asyncio.Lock),
-    )
+    producer = _driver_producer(log, {"g-1-0": True, "g-1-1": False})  # 1 has ended
     offsets = {"g-1-0": {"tp0": 7}, "g-1-1": {"tp1": 9}}
     await producer.commit_transactions(offsets, "g", start_new_transaction=False)
     assert log == ["offsets g-1-0 [7]", "commit g-1-0"]
