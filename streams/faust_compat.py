@@ -560,6 +560,10 @@ class BatchLane:
     def committable(self, tp: Any) -> int | None:
         return self._next.get(tp)
 
+    def processed(self) -> list[Any]:
+        """Partitions with a processed batch (their offsets may be due for a commit)."""
+        return list(self._next)
+
     def forget(self, tps: Any) -> None:
         for tp in tps:
             self._next.pop(tp, None)
@@ -586,7 +590,9 @@ def install_batch_lane() -> None:
        `getmany` seeks every partition back to its committed offset and drops the fetch:
        the lane's records are left in it for that.)
     2. The offset committed for a lane partition (`Consumer._new_offset`) is the lane's:
-       after the last record of its last processed batch.
+       after the last record of its last processed batch; and the commit looks at lane
+       partitions at all (`_filter_tps_with_pending_acks` lists only partitions with
+       acknowledged messages, which lane partitions never have).
     3. On revocation the lane forgets its offsets, like Faust's own bookkeeping.
     Upstream change that would remove it: a per-topic "deliver fetched batches" option
     (a batch callback beside the per-message conductor callback) with batch acks.
@@ -617,6 +623,16 @@ def install_batch_lane() -> None:
             return lane.committable(tp)
         return new_offset_original(self, tp)
 
+    pending_original = TransportConsumer._filter_tps_with_pending_acks
+
+    def _filter_tps_with_pending_acks(self: Any, topics: Any = None) -> Iterator[Any]:
+        yield from pending_original(self, topics)
+        lane = _lanes.get(self.app)
+        if lane is not None:
+            for tp in lane.processed():
+                if tp not in self._acked and (topics is None or tp in topics or tp.topic in topics):
+                    yield tp
+
     revoked_original = TransportConsumer.on_partitions_revoked
 
     async def on_partitions_revoked(self: Any, revoked: Any) -> None:
@@ -627,4 +643,5 @@ def install_batch_lane() -> None:
 
     AIOKafkaDriverConsumer._getmany = _getmany  # type: ignore[method-assign]
     TransportConsumer._new_offset = _new_offset  # type: ignore[method-assign]
+    TransportConsumer._filter_tps_with_pending_acks = _filter_tps_with_pending_acks  # type: ignore[method-assign]
     TransportConsumer.on_partitions_revoked = on_partitions_revoked  # type: ignore[method-assign]

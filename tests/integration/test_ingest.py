@@ -15,7 +15,13 @@ from aiokafka.partitioner import murmur2
 from models import DeadLetter, Observation, loads_model
 from models.keyed import KeyedObservation, decode_envelope
 from tests.support.broker import Broker
-from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
+from tests.support.kafka_io import (
+    count_messages,
+    create_topic,
+    produce,
+    read_topic,
+    wait_committed,
+)
 from tests.support.worker import TopicNames, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -94,6 +100,9 @@ async def test_example_and_one_bad_message_leave_exactly_one_dead_letter(
     assert (by_key[b"s-17"].scope, by_key[b"s-17"].entity) == ("subject", "s-17")
     assert (by_key[b"group:site-7"].scope, by_key[b"group:site-7"].entity) == ("group", "site-7")
     assert await count_messages(broker.bootstrap_servers, names.deadletter) == 1
+    # Both input records are committed (the next offset to read on partition 0 is 2).
+    committed = await wait_committed(broker.bootstrap_servers, names.app_id, names.input, {0: 2})
+    assert committed == {0: 2}
 
     status, body = worker.http("/healthz")
     assert (status, json.loads(body)) == (200, {"status": "ok"})

@@ -119,3 +119,25 @@ async def count_messages(bootstrap: str, topic: str, deadline_s: float = 30.0) -
         raise AssertionError(msg)
     finally:
         await consumer.stop()
+
+
+async def wait_committed(
+    bootstrap: str, group: str, topic: str, wanted: dict[int, int], deadline_s: float = 30.0
+) -> dict[int, int | None]:
+    """Poll the group's committed offsets of `topic`'s partitions in `wanted` until they
+    equal it (partition -> offset) or the deadline passes; returns the last seen (the caller
+    asserts). Read as a consumer of the group that never joins it."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    seen: dict[int, int | None] = {}
+    try:
+        end = asyncio.get_running_loop().time() + deadline_s
+        while True:
+            seen = {p: await consumer.committed(TopicPartition(topic, p)) for p in wanted}
+            if seen == wanted or asyncio.get_running_loop().time() > end:
+                return seen
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()

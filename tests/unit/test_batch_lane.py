@@ -91,10 +91,15 @@ async def test_the_committed_offset_of_a_lane_partition_follows_processed_batche
     inputs0 = TopicPartition("in", 0)
     app = _App({inputs0})
     lane = batch_lane(app, {"in"})  # type: ignore[arg-type]
-    consumer: Any = SimpleNamespace(app=app)
+    keyed0 = TopicPartition("keyed", 0)
+    consumer: Any = SimpleNamespace(app=app, _acked={keyed0: [3]})
     assert TransportConsumer._new_offset(consumer, inputs0) is None
+    assert list(TransportConsumer._filter_tps_with_pending_acks(consumer)) == [keyed0]
     lane.done(inputs0, _records("in", 0, range(10, 14)))
     assert TransportConsumer._new_offset(consumer, inputs0) == 14
+    # The commit considers the lane partition too (Faust lists only acknowledged ones).
+    assert list(TransportConsumer._filter_tps_with_pending_acks(consumer)) == [keyed0, inputs0]
+    assert list(TransportConsumer._filter_tps_with_pending_acks(consumer, {"keyed"})) == [keyed0]
     lane.forget({inputs0})  # revoked
     assert TransportConsumer._new_offset(consumer, inputs0) is None
 
