@@ -19,6 +19,7 @@ from streams.faust_compat import (
     install_fetch_fast_path,
     install_rebalance_fixes,
     install_transaction_fixes,
+    install_wait_empty_bound,
 )
 from streams.health import Readiness, install_health_views
 from streams.kafka import ssl_context
@@ -111,6 +112,7 @@ def create_app(
     install_rebalance_fixes()
     install_transaction_fixes()
     install_batch_lane()
+    install_wait_empty_bound()
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_options(settings))
     topics = declare_topics(app, settings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "install_fetch_fast_path",
     "install_rebalance_fixes",
     "install_transaction_fixes",
+    "install_wait_empty_bound",
     "key_partition",
     "owned_partitions",
     "send_caused_by",
@@ -645,3 +647,50 @@ def install_batch_lane() -> None:
     TransportConsumer._new_offset = _new_offset  # type: ignore[method-assign]
     TransportConsumer._filter_tps_with_pending_acks = _filter_tps_with_pending_acks  # type: ignore[method-assign]
     TransportConsumer.on_partitions_revoked = on_partitions_revoked  # type: ignore[method-assign]
+
+
+_WAIT_EMPTY_STALL_S = 5.0
+
+
+@_install_once
+def install_wait_empty_bound() -> None:
+    """Bound `Consumer.wait_empty` (run at every revocation and at shutdown): give up
+    waiting for acknowledgements once none has come for 5 s, then commit and end the
+    transactions as Faust does.
+
+    Faust clears the stream queues (`flow_control.clear()`) before it waits, and a message
+    cleared from a queue is never acknowledged: it stays in `_unacked_messages` and Faust
+    waits for it forever (measured: a survivor of the crash test logged "wait_empty:
+    Waiting for tasks" until its shutdown bound ran out and it exited 1). Such a message
+    was never processed, so leaving it uncommitted is right: the partition's next owner
+    (or this worker, after the seek to committed offsets) reads it again. Under
+    `exactly_once` the commit still waits for every running batch (the commit gate).
+    Upstream change that would remove it: discarding cleared messages from
+    `_unacked_messages` in `flow_control.clear()`.
+    """
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    async def wait_empty(self: Any) -> None:
+        last = len(self._unacked_messages)
+        progressed_at = time.monotonic()
+        while not self.should_stop and self._unacked_messages:
+            await self.commit()
+            if not self._unacked_messages:
+                break
+            await self._wait_for_ack(timeout=1)
+            self._clean_unacked_messages()
+            left = len(self._unacked_messages)
+            if left < last:
+                last, progressed_at = left, time.monotonic()
+            elif time.monotonic() - progressed_at > _WAIT_EMPTY_STALL_S:
+                logger.warning(
+                    "unacknowledged_messages_left_for_replay",
+                    count=left,
+                    partitions=sorted(
+                        {f"{m.tp.topic}/{m.tp.partition}" for m in self._unacked_messages}
+                    )[:12],
+                )
+                break
+        await self.commit_and_end_transactions()
+
+    TransportConsumer.wait_empty = wait_empty  # type: ignore[method-assign]

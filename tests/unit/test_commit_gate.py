@@ -8,6 +8,8 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from streams.faust_compat import CommitGate, commit_sent_transactions, install_transaction_fixes
 
 
@@ -150,3 +152,39 @@ async def test_offsets_of_a_partition_without_a_transaction_are_left_to_the_next
     offsets = {"g-1-0": {"tp0": 7}, "g-1-1": {"tp1": 9}}
     await producer.commit_transactions(offsets, "g", start_new_transaction=False)
     assert log == ["offsets g-1-0 [7]", "commit g-1-0"]
+
+
+async def test_waiting_for_acknowledgements_gives_up_when_none_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A message cleared from a stream queue is never acknowledged: wait_empty must not wait
+    # for it forever; it commits what was acknowledged and ends the transactions.
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    import streams.faust_compat as faust_compat
+
+    assert faust_compat.install_wait_empty_bound()
+    monkeypatch.setattr(faust_compat, "_WAIT_EMPTY_STALL_S", 0.05)
+    calls: list[str] = []
+    stuck = SimpleNamespace(tp=SimpleNamespace(topic="in", partition=7), acked=False)
+
+    async def commit() -> None:
+        calls.append("commit")
+
+    async def commit_and_end_transactions() -> None:
+        calls.append("commit and end")
+
+    async def wait_for_ack(timeout: float) -> None:  # noqa: ASYNC109  (Faust's signature)
+        await asyncio.sleep(0.02)
+
+    consumer: Any = SimpleNamespace(
+        should_stop=False,
+        _unacked_messages=[stuck],
+        commit=commit,
+        commit_and_end_transactions=commit_and_end_transactions,
+        _wait_for_ack=wait_for_ack,
+        _clean_unacked_messages=lambda: None,
+    )
+    await asyncio.wait_for(TransportConsumer.wait_empty(consumer), timeout=5)
+    assert calls[-1] == "commit and end"
+    assert set(calls[:-1]) == {"commit"}
