@@ -41,10 +41,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TAKEOVER: dict[str, dict[str, Any]] = {}
 
 
-# With a standby replica the test passed 7 times and failed 3 (CI, 2026-11-27): a worker
+# With a standby replica the test passed 5 times and failed 4 on 2026-11-27: twice a worker
 # crashed right after a rebalance (a changelog send outside a transaction, with the batch
-# lane then on under exactly_once), a shutdown hung (fixed: install_wait_empty_bound), and
-# a takeover did not finish within 180 s (cause not found). Skipped, visibly, until then.
+# lane then on under exactly_once), once a shutdown hung (fixed: install_wait_empty_bound),
+# and once a takeover did not finish within 180 s (cause not found). Skipped, visibly.
 STANDBY_FLAKY = (
     "standby replica: intermittent failures not understood yet (see the comment above and "
     "issue 7's closing note of 2026-11-27)"
