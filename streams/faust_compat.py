@@ -446,17 +446,6 @@ def install_transaction_fixes() -> None:
     async def send(self: Any, *args: Any, transactional_id: str | None = None, **kw: Any) -> Any:
         if transactional_id:
             _sent_in(self).add(transactional_id)
-            transactional = self._transaction_producers.get(transactional_id)
-            if transactional is not None and not transactional._txn_manager.is_in_transaction():
-                async with self._trn_locks[transactional_id]:
-                    state = transactional._txn_manager.state
-                    if state.name == "READY":
-                        logger.warning(
-                            "transaction_begun_for_send",
-                            transactional_id=transactional_id,
-                            topic=args[0] if args else kw.get("topic"),
-                        )
-                        await transactional.begin_transaction()
         return await send_original(self, *args, transactional_id=transactional_id, **kw)
 
     commit_transactions_original = AIOKafkaDriverProducer.commit_transactions
