@@ -4,7 +4,7 @@ by subject (and, when it has one, by group) onto the internal keyed topic."""
 from __future__ import annotations
 
 import time
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import faust
 import structlog
@@ -15,14 +15,14 @@ from opentelemetry.trace import SpanKind
 from agents.batching import consume_batches, consume_lane
 from agents.deadletters import DeadLetterSink
 from models import DecodeError, decode_observation
-from models.keyed import KeyedObservation, encode_envelope
-from streams.faust_compat import batch_lane, key_partition, send_caused_by
+from models.keyed import Chunk, KeyedObservation, Traced, encode_envelope
+from streams.faust_compat import batch_lane, copartitioned, key_partition, send_caused_by
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.tracing import Headers, Tracing, current_headers
 
-__all__ = ["Ingest", "attach_ingest"]
+__all__ = ["Folder", "Ingest", "attach_ingest"]
 
 logger = structlog.get_logger(__name__)
 
@@ -30,8 +30,20 @@ _BATCH_MAX: Final = 5000  # the per-message path (exactly_once): take_events bat
 _BATCH_WAIT_S: Final = 0.05
 
 
+class Folder(Protocol):
+    """Where records keyed to a partition of this worker can be folded in directly."""
+
+    async def fold(self, partition: int, chunks: list[Chunk]) -> bool: ...
+
+
 class Ingest:
-    """decode → validate → key; one call per batch of input events."""
+    """decode → validate → key; one call per batch of input events.
+
+    A record keyed to the keyed-topic partition of the same number as its input partition
+    skips the keyed hop when the two topics are co-partitioned (same partition count): its
+    state lives on this worker, under the same transactional id, so it is folded in
+    directly (`local`). The rest travel the keyed topic.
+    """
 
     def __init__(
         self,
@@ -49,13 +61,17 @@ class Ingest:
         self.metrics = metrics
         self.sink = sink
         self.tracing = tracing
+        self.local: Folder | None = None
 
     async def process(self, records: list[Any]) -> None:
         """Handle a fetched batch (aiokafka `ConsumerRecord`s) in order: dead letters go out
         as found; valid observations go to the keyed topic in one envelope per (source
         partition, keyed partition)."""
         started = time.perf_counter()
-        envelopes: dict[tuple[int, int], list[tuple[KeyedObservation, str | None]]] = {}
+        envelopes: dict[tuple[int, int], Traced] = {}
+        local: dict[int, Traced] | None = None
+        if self.local is not None and copartitioned(self.app, self.input_topic, self.keyed_topic):
+            local = {}
         valid = 0
         for message in records:
             if self.tracing.enabled:
@@ -68,9 +84,14 @@ class Ingest:
                     offset=message.offset,
                 ):
                     headers = current_headers()
-                    valid += await self._handle(message, envelopes, headers)
+                    valid += await self._handle(message, envelopes, local, headers)
             else:
-                valid += await self._handle(message, envelopes, None)
+                valid += await self._handle(message, envelopes, local, None)
+        if local and self.local is not None:
+            received_ms = int(time.time() * 1000)
+            for partition, items in local.items():
+                if not await self.local.fold(partition, [(items, received_ms)]):
+                    envelopes.setdefault((partition, partition), []).extend(items)
         for (source, destination), items in envelopes.items():
             await send_caused_by(
                 self.app,
@@ -88,7 +109,8 @@ class Ingest:
     async def _handle(
         self,
         message: Any,
-        envelopes: dict[tuple[int, int], list[tuple[KeyedObservation, str | None]]],
+        envelopes: dict[tuple[int, int], Traced],
+        local: dict[int, Traced] | None,
         headers: Headers | None,
     ) -> int:
         try:
@@ -100,12 +122,15 @@ class Ingest:
             return 0
         traceparent = dict(headers).get("traceparent") if headers else None
         trace = traceparent.decode() if traceparent else None
-        timestamp_ms = message.timestamp
+        source = message.partition
         for record in KeyedObservation.for_scopes(
-            observation, message.partition, message.offset, timestamp_ms
+            observation, source, message.offset, message.timestamp
         ):
             destination = key_partition(self.app, self.keyed_topic, record.kafka_key)
-            envelopes.setdefault((message.partition, destination), []).append((record, trace))
+            if local is not None and destination == source:
+                local.setdefault(source, []).append((record, trace))
+            else:
+                envelopes.setdefault((source, destination), []).append((record, trace))
         return 1
 
 

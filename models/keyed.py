@@ -14,7 +14,7 @@ import orjson
 from models.observation import Observation
 from models.timefmt import from_epoch_ms
 
-__all__ = ["KeyedObservation", "decode_envelope", "encode_envelope"]
+__all__ = ["Chunk", "KeyedObservation", "Traced", "decode_envelope", "encode_envelope"]
 
 Scope = Literal["subject", "group"]
 
@@ -108,12 +108,18 @@ class KeyedObservation:
         return cls(*orjson.loads(raw))
 
 
-def encode_envelope(items: list[tuple[KeyedObservation, str | None]]) -> bytes:
+# Keyed records, each with its W3C traceparent or None.
+Traced = list[tuple[KeyedObservation, str | None]]
+# Keyed records and when they were received (epoch ms): what a partition's state folds in.
+Chunk = tuple[Traced, int]
+
+
+def encode_envelope(items: Traced) -> bytes:
     """Many keyed records (each with its W3C traceparent or None) in one message: the keyed
     hop carries one message per (source partition, destination partition) and batch."""
     return orjson.dumps([[*record.to_list(), trace] for record, trace in items])
 
 
-def decode_envelope(raw: bytes) -> list[tuple[KeyedObservation, str | None]]:
+def decode_envelope(raw: bytes) -> Traced:
     """Inverse of `encode_envelope`."""
     return [(KeyedObservation(*item[:-1]), item[-1]) for item in orjson.loads(raw)]

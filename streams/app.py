@@ -118,8 +118,9 @@ def create_app(
     topics = declare_topics(app, settings)
     sink = DeadLetterSink(app, settings.deadletter_topic, metrics)
     tables = declare_tables(app, settings)
-    attach_ingest(app, topics, settings, metrics, sink, tracing)
+    ingest = attach_ingest(app, topics, settings, metrics, sink, tracing)
     engine = attach_rolling(app, topics, tables, settings, metrics, sink, tracing)
+    ingest.local = engine  # co-partitioned records skip the keyed hop
     attach_observers(app, topics, tables, settings, metrics)
     attach_monitor(app, metrics, engine)
 

@@ -32,6 +32,7 @@ __all__ = [
     "commit_gate",
     "commit_sent_transactions",
     "committed_offset",
+    "copartitioned",
     "install_batch_lane",
     "install_fetch_fast_path",
     "install_rebalance_fixes",
@@ -141,6 +142,16 @@ async def send_caused_by(
 def owned_partitions(app: faust.App, topic: str) -> set[int]:
     """Partitions of `topic` in this worker's consumer assignment right now."""
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+
+def copartitioned(app: faust.App, topic: str, other: str) -> bool:
+    """Whether Faust's assignor put both topics in one co-partitioned group (same partition
+    count, subscribed together): partition N of both is then assigned to one worker, with
+    one transactional id under `exactly_once`. False until the first assignment."""
+    assignor: Any = app.assignor
+    groups: dict[str, int] = assignor._topic_groups
+    group = groups.get(topic)
+    return group is not None and group == groups.get(other)
 
 
 _KEY_PARTITIONS_MAX = 1 << 17

@@ -30,7 +30,7 @@ from agents.rolling.records import insight_record
 from agents.rolling.state import Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
-from models.keyed import KeyedObservation, decode_envelope
+from models.keyed import Chunk, KeyedObservation, decode_envelope
 from streams.faust_compat import (
     commit_gate,
     key_partition,
@@ -155,54 +155,64 @@ class RollingEngine:
     # -- processing -------------------------------------------------------------------
 
     async def process(self, events: list[faust.EventT[bytes]]) -> None:
-        """Fold a batch in, then persist and publish what it changed."""
+        """Fold a batch of keyed envelopes in, then persist and publish what it changed."""
         started = time.perf_counter()
-        touched: dict[int, PartitionState] = {}
-        late: list[tuple[int, KeyedObservation]] = []
-        sources_ms: list[int] = []
-        tracing = self.tracing.enabled
-        now = time.monotonic()
-        duplicates = 0
-        owned = self.owned_partitions()
+        chunks: dict[int, list[Chunk]] = {}
         for event in events:
             message = event.message
-            partition = message.partition
-            if partition not in owned:
-                # Revoked while this batch was in hand: the new owner replays it (Faust
-                # discards commits of revoked partitions); writing here would corrupt its state.
-                continue
-            state = touched.get(partition)
-            if state is None:
-                state = touched[partition] = self.state_for(partition)
-                self.last_activity[partition] = now
             if message.value is None:
                 logger.error(
-                    "keyed_record_without_value", partition=partition, offset=message.offset
+                    "keyed_record_without_value", partition=message.partition, offset=message.offset
                 )
                 continue
             received_ms = int(message.timestamp * 1000)
-            for record, trace in decode_envelope(message.value):
-                outcome = state.offer(record, received_ms)
-                if outcome is Outcome.COUNTED:
-                    sources_ms.append(record.source_timestamp_ms)
-                    if tracing and trace is not None:
-                        parent = Tracing.extract([("traceparent", trace.encode())])
-                        if parent is not None:
-                            key = (record.scope, record.entity, record.metric)
-                            self.trace_parents.setdefault(partition, {})[key] = parent
-                elif outcome is Outcome.DUPLICATE:
-                    duplicates += 1
-                else:
-                    late.append((partition, record))
-        if duplicates:
-            self.metrics.duplicates.inc(duplicates)
-        for partition, record in late:
-            await self._dead_letter_late(partition, record, touched)
-        for partition, state in touched.items():
-            due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
-            await self.flush(partition, state, changes=due)
-        self._observe_latency(sources_ms)
+            chunk = (decode_envelope(message.value), received_ms)
+            chunks.setdefault(message.partition, []).append(chunk)
+        for partition, partition_chunks in chunks.items():
+            await self.fold(partition, partition_chunks)
         self.metrics.batch_seconds.labels(agent="rolling").observe(time.perf_counter() - started)
+
+    async def fold(self, partition: int, chunks: list[Chunk]) -> bool:
+        """Offer keyed records (with their traceparents) to a partition's state, then flush
+        it; False, and nothing folded, when the partition is not assigned here.
+
+        Under the partition's flush lock, so the state a flush persists never holds a
+        change whose outputs that flush did not send (another task folding in while a
+        flush waits for Kafka would break that).
+        """
+        async with self._flush_lock(partition):
+            if partition not in self.owned_partitions():
+                # Revoked while this batch was in hand: the new owner replays it (Faust
+                # discards commits of revoked partitions); writing here would corrupt its state.
+                return False
+            state = self.state_for(partition)
+            now = self.last_activity[partition] = time.monotonic()
+            tracing = self.tracing.enabled
+            late: list[KeyedObservation] = []
+            sources_ms: list[int] = []
+            duplicates = 0
+            for items, received_ms in chunks:
+                for record, trace in items:
+                    outcome = state.offer(record, received_ms)
+                    if outcome is Outcome.COUNTED:
+                        sources_ms.append(record.source_timestamp_ms)
+                        if tracing and trace is not None:
+                            parent = Tracing.extract([("traceparent", trace.encode())])
+                            if parent is not None:
+                                key = (record.scope, record.entity, record.metric)
+                                self.trace_parents.setdefault(partition, {})[key] = parent
+                    elif outcome is Outcome.DUPLICATE:
+                        duplicates += 1
+                    else:
+                        late.append(record)
+            if duplicates:
+                self.metrics.duplicates.inc(duplicates)
+            for record in late:
+                await self._dead_letter_late(partition, record, state)
+            due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
+            await self._flush(partition, state, changes=due)
+        self._observe_latency(sources_ms)
+        return True
 
     def _observe_latency(self, sources_ms: list[int]) -> None:
         """Input timestamp -> now, for a sample of the batch's counted events."""
@@ -223,10 +233,9 @@ class RollingEngine:
         now = time.monotonic()
         wall_ms = int(time.time() * 1000)
         for partition, state in list(self.partitions.items()):
-            if now - self.last_activity.get(partition, now) >= self.settings.idle_timeout_s:
-                state.advance(wall_ms)
+            idle = now - self.last_activity.get(partition, now) >= self.settings.idle_timeout_s
             due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
-            await self.flush(partition, state, changes=due)
+            await self.flush(partition, state, changes=due, advance_to_ms=wall_ms if idle else None)
 
     def _stable(self) -> bool:
         recovery: Any = getattr(self.app.tables, "recovery")  # noqa: B009  (untyped in Faust)
@@ -236,17 +245,32 @@ class RollingEngine:
         """Keyed-topic partitions in the consumer's assignment right now."""
         return owned_partitions(self.app, self.keyed_topic)
 
-    async def flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
+    def _flush_lock(self, partition: int) -> asyncio.Lock:
+        lock = self._flush_locks.get(partition)
+        if lock is None:
+            lock = self._flush_locks[partition] = asyncio.Lock()
+        return lock
+
+    async def flush(
+        self,
+        partition: int,
+        state: PartitionState,
+        *,
+        changes: bool,
+        advance_to_ms: int | None = None,
+    ) -> None:
         """Send finals, due changes, anomalies and the consensus of closed windows, wait
         until Kafka has them, then write the changed state to the changelog table.
 
         In that order: state that says "this window's final was sent" must never be in the
         changelog while the final is not in Kafka (a crash between the two would lose it);
         the other way round, a crash only repeats outputs (at-least-once). One flush per
-        partition at a time (the timer and the agent both flush).
+        partition at a time (the timer and the agents both flush); `advance_to_ms` first
+        moves the watermark of an idle partition to the wall clock.
         """
-        lock = self._flush_locks.setdefault(partition, asyncio.Lock())
-        async with lock:
+        async with self._flush_lock(partition):
+            if advance_to_ms is not None:
+                state.advance(advance_to_ms)
             await self._flush(partition, state, changes=changes)
 
     async def _flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
@@ -342,10 +366,10 @@ class RollingEngine:
             )
 
     async def _dead_letter_late(
-        self, partition: int, record: KeyedObservation, touched: dict[int, PartitionState]
+        self, partition: int, record: KeyedObservation, state: PartitionState
     ) -> None:
         self.metrics.late.inc()
-        watermark = touched[partition].watermark
+        watermark = state.watermark
         message = (
             f"every {record.scope} window holding observed_at has closed: the watermark is "
             f"{format_utc(from_epoch_ms(watermark or 0))}, grace {self.settings.grace_s:g}s"

@@ -56,6 +56,8 @@ def _json(record: dict[str, Any]) -> bytes:
 async def test_example_and_one_bad_message_leave_exactly_one_dead_letter(
     broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
 ) -> None:
+    # 2 input partitions, 4 keyed: not co-partitioned, so every record takes the keyed hop.
+    await create_topic(broker.bootstrap_servers, names.input, 2)
     worker = start_worker()
     worker.wait_ready()
     bad_value = b'{"event_id": "evt-0002", "value": "hot"}'
@@ -140,7 +142,7 @@ async def test_garbage_never_stops_the_worker(
     start_worker: Callable[..., WorkerProcess],
     observation_factory: Callable[..., dict[str, Any]],
 ) -> None:
-    await create_topic(broker.bootstrap_servers, names.input, 4)
+    await create_topic(broker.bootstrap_servers, names.input, 3)  # not co-partitioned
     worker = start_worker()
     bad = _bad_messages(observation_factory())
     good = [observation_factory(subject_id=f"s-{i}") for i in range(5)]
@@ -179,4 +181,59 @@ async def test_garbage_never_stops_the_worker(
         g["subject_id"].encode() for g in good
     )
     assert worker.process.poll() is None
+    assert worker.stop() == 0
+
+
+async def test_copartitioned_records_skip_the_keyed_hop(
+    broker: Broker,
+    names: TopicNames,
+    start_worker: Callable[..., WorkerProcess],
+    observation_factory: Callable[..., dict[str, Any]],
+) -> None:
+    """Input and keyed topic co-partitioned (4 and 4): a record read from the partition its
+    key maps to is folded in where it was read; one read from another partition, and a
+    group record keyed elsewhere, take the keyed hop. Each is counted once either way."""
+    bootstrap = broker.bootstrap_servers
+    await create_topic(bootstrap, names.input, 4)
+    worker = start_worker()
+    home = [observation_factory(subject_id=f"home-{i}") for i in range(6)]
+    away = [observation_factory(subject_id=f"away-{i}", group_id="site-1") for i in range(3)]
+    placed = [(o, murmur_partition(o["subject_id"].encode(), 4)) for o in home] + [
+        (o, (murmur_partition(o["subject_id"].encode(), 4) + 1) % 4) for o in away
+    ]
+    for observation, partition in placed:
+        key = observation["subject_id"].encode()
+        await produce(bootstrap, names.input, [(key, _json(observation))], partition=partition)
+    worker.wait_ready()
+
+    def counts(records: list[Any]) -> dict[str, int]:
+        latest: dict[str, int] = {}
+        for record in records:
+            value = json.loads(record.value)
+            entity = value["subject_id"] if value["scope"] == "subject" else value["group_id"]
+            latest[entity] = max(latest.get(entity, 0), value["count"])
+        return latest
+
+    wanted = {o["subject_id"]: 1 for o in home + away} | {"site-1": len(away)}
+    rolling = await read_topic(
+        bootstrap, names.rolling, until=lambda r: counts(r) == wanted, deadline_s=90.0
+    )
+    assert counts(rolling) == wanted
+    per_partition = {p: sum(1 for _, q in placed if q == p) for p in range(4)}
+    wanted_offsets = {p: n for p, n in per_partition.items() if n}
+    assert await wait_committed(bootstrap, names.app_id, names.input, wanted_offsets) == (
+        wanted_offsets
+    )
+
+    # Only the away subjects and the group records crossed the keyed topic.
+    hopped = [o["subject_id"].encode() for o in away]
+    group_hops = [
+        o for o, p in placed if "group_id" in o and murmur_partition(b"group:site-1", 4) != p
+    ]
+    expected_keys = sorted(hopped + [b"group:site-1"] * len(group_hops))
+    keyed = await read_topic(
+        bootstrap, names.keyed, until=lambda r: len(unpack(r)) >= len(expected_keys)
+    )
+    assert sorted(record.kafka_key for record, _ in unpack(keyed)) == expected_keys
+    assert await count_messages(bootstrap, names.keyed) == len(keyed)
     assert worker.stop() == 0
