@@ -14,8 +14,9 @@ from opentelemetry.trace import SpanKind
 
 from agents.batching import consume_batches, consume_lane
 from agents.deadletters import DeadLetterSink
-from models import DecodeError, decode_observation
-from models.keyed import Chunk, KeyedObservation, Traced, encode_envelope
+from models import DecodeError
+from models.fast_decode import decode_keyed
+from models.keyed import Chunk, Traced, encode_envelope
 from streams.faust_compat import batch_lane, copartitioned, key_partition, send_caused_by
 from streams.metrics import Metrics
 from streams.settings import Settings
@@ -113,8 +114,15 @@ class Ingest:
         local: dict[int, Traced] | None,
         headers: Headers | None,
     ) -> int:
+        source = message.partition
         try:
-            observation = decode_observation(message.value, max_bytes=self.max_bytes)
+            records = decode_keyed(
+                message.value,
+                max_bytes=self.max_bytes,
+                partition=source,
+                offset=message.offset,
+                timestamp_ms=message.timestamp,
+            )
         except DecodeError as exc:
             await self.sink.send(
                 message, exc.reason, exc.errors, headers=headers, event_id=exc.event_id
@@ -122,10 +130,7 @@ class Ingest:
             return 0
         traceparent = dict(headers).get("traceparent") if headers else None
         trace = traceparent.decode() if traceparent else None
-        source = message.partition
-        for record in KeyedObservation.for_scopes(
-            observation, source, message.offset, message.timestamp
-        ):
+        for record in records:
             destination = key_partition(self.app, self.keyed_topic, record.kafka_key)
             if local is not None and destination == source:
                 local.setdefault(source, []).append((record, trace))

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from models.deadletter import DeadLetterReason, FieldError
 from models.observation import SCHEMA_VERSION, Observation
 
-__all__ = ["DecodeError", "decode_observation", "dumps", "loads_model"]
+__all__ = ["DecodeError", "decode_observation", "dumps", "loads_model", "parse_json"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,7 +35,8 @@ class DecodeError(ValueError):
         super().__init__(f"{reason}: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
-def _parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes) -> Any:
+    """JSON bytes to Python values, or DecodeError (reason `undecodable`)."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as fast_exc:
@@ -65,7 +66,7 @@ def decode_observation(raw: bytes | None, *, max_bytes: int) -> Observation:
     if len(raw) > max_bytes:
         message = f"value is {len(raw)} bytes, more than the limit of {max_bytes}"
         raise DecodeError(DeadLetterReason.TOO_LARGE, [FieldError(field="", message=message)])
-    document = _parse_json(raw)
+    document = parse_json(raw)
     if not isinstance(document, dict):
         message = f"must be a JSON object, not {type(document).__name__}"
         raise DecodeError(DeadLetterReason.INVALID, [FieldError(field="", message=message)])
