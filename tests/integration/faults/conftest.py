@@ -21,10 +21,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocol
 from aiokafka.partitioner import DefaultPartitioner
 
-from models.keyed import KeyedObservation
 from streams.durations import parse_windows
 from tests.support.broker import Broker
-from tests.support.kafka_io import produce, read_topic
+from tests.support.kafka_io import backlog, produce, read_topic
 from tests.support.kafka_server import KafkaServer
 from tests.support.scenario import BASE_MS, Scenario
 from tests.support.truth import Event
@@ -326,11 +325,6 @@ def spread_scenario(seed: int, n: int, *, duplicate_share: float = 0.05) -> Scen
     return Scenario(events, [])
 
 
-def keyed_records(events: Sequence[Event]) -> int:
-    """How many records ingest writes to the keyed topic for these (sent) events."""
-    return sum(2 if e.group_id is not None else 1 for e in events)
-
-
 async def produce_paced(
     bootstrap: str,
     topic: str,
@@ -369,25 +363,6 @@ async def end_offsets(bootstrap: str, topic: str, deadline_s: float = 30.0) -> d
         await consumer.stop()
 
 
-def keyed_expected(events: Sequence[Event]) -> set[tuple[bytes, str]]:
-    """(keyed-topic key, event_id) of every record ingest must write for these events."""
-    found = set()
-    for e in events:
-        found.add((e.subject_id.encode(), e.event_id))
-        if e.group_id is not None:
-            found.add((f"group:{e.group_id}".encode(), e.event_id))
-    return found
-
-
-def keyed_items(raw: bytes) -> list[KeyedObservation]:
-    """The observations in one keyed-topic record (an envelope of several, or just one)."""
-    try:
-        from models.keyed import decode_envelope  # type: ignore[attr-defined]
-    except ImportError:
-        return [KeyedObservation.from_bytes(raw)]
-    return [item for item, _trace in decode_envelope(raw)]
-
-
 async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[Any, Any]]:
     """Every committed record of `topic` now, read to each partition's end (fetch-based)."""
     total = sum((await end_offsets(bootstrap, topic)).values())
@@ -395,23 +370,28 @@ async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[Any, Any]]
 
 
 async def drain_then_flush(broker: Broker, names: TopicNames, scenario: Scenario) -> None:
-    """Wait until every sent record is on the keyed topic (each at least once) and the
-    topic has stopped growing, then send the flushers that close every window, so no record
-    still on its way lands behind them. (An at-least-once replay that does is a duplicate of
-    a record already counted: it becomes a `late` dead letter and changes no final.)"""
+    """Wait until the group has processed and committed every record of the input and the
+    keyed topic (no backlog on either, twice in a row), then send the flushers that close
+    every window, so no record still on its way lands behind them. (An at-least-once replay
+    that does is a duplicate of a record already counted: it becomes a `late` dead letter
+    and changes no final.)
+
+    Both topics, because a record either is folded in where it was read (co-partitioned,
+    keyed to its own partition) or crosses the keyed topic."""
     bootstrap = broker.bootstrap_servers
-    wanted = keyed_expected(scenario.events)
-    last_count = -1
+    last: tuple[int, int] | None = None
 
     async def drained() -> bool:
-        nonlocal last_count
-        records = await read_all(bootstrap, names.keyed)
-        seen = {(o.kafka_key, o.event_id) for r in records for o in keyed_items(r.value)}
-        settled = wanted <= seen and len(records) == last_count
-        last_count = len(records)
+        nonlocal last
+        now = (
+            await backlog(bootstrap, names.app_id, names.input),
+            await backlog(bootstrap, names.app_id, names.keyed),
+        )
+        settled = now == last == (0, 0)
+        last = now
         return settled
 
-    await poll(drained, 180.0, f"{len(wanted)} records keyed", period_s=1.5)
+    await poll(drained, 180.0, "input and keyed topic drained", period_s=1.5)
     await produce(bootstrap, names.input, scenario.flushers())
 
 
