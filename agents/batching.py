@@ -8,10 +8,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import faust
+import structlog
 
 from streams.faust_compat import BatchLane, commit_gate
 
-__all__ = ["consume_batches", "consume_lane", "run_to_completion"]
+__all__ = ["consume_batches", "consume_lane", "run_guarded", "run_to_completion"]
+
+logger = structlog.get_logger(__name__)
 
 
 async def consume_batches(
@@ -32,11 +35,9 @@ async def consume_batches(
     async for events in batches:
         batch = list(events)
         async with gate.work():
-            try:
-                await run_to_completion(process(batch))
-            finally:
-                for event in batch:  # Faust acks them again on the next batch: a no-op
-                    await stream.ack(event)
+            await run_guarded(app, process(batch))
+            for event in batch:  # Faust acks them again on the next batch: a no-op
+                await stream.ack(event)
 
 
 async def consume_lane(
@@ -55,8 +56,26 @@ async def consume_lane(
         tp, records, generation = await lane.take()
         async with gate.work():
             if lane.current(tp, generation):
-                await run_to_completion(process(records))
+                await run_guarded(app, process(records))
                 lane.done(tp, records)
+
+
+async def run_guarded(app: faust.App, work: Coroutine[Any, Any, None]) -> None:
+    """`run_to_completion`; if the work fails, nothing more is committed by this process
+    and the app crashes (the worker exits; the partitions' next owner redoes the batch).
+
+    Faust restarts a crashed agent and acknowledges the batch it was handed anyway (when
+    `take_events` is closed); committing after that would skip the failed batch.
+    """
+    try:
+        await run_to_completion(work)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        commit_gate(app).fail(exc)
+        logger.error("batch_failed_worker_stops", error=repr(exc))
+        await app.crash(exc)
+        raise
 
 
 async def run_to_completion(work: Coroutine[Any, Any, None]) -> None:
@@ -73,4 +92,7 @@ async def run_to_completion(work: Coroutine[Any, Any, None]) -> None:
     except asyncio.CancelledError:
         if not task.done():
             await asyncio.wait({task})
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            raise failure from None  # the work failed: that, not the cancel
         raise

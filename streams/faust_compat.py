@@ -345,6 +345,16 @@ class CommitGate:
         self._committing = False
         self._closed = False
         self._changed = asyncio.Condition()
+        self.failed: BaseException | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        """A unit of work failed part-way: from now on nothing is committed by this
+        process (Faust may still acknowledge the failed batch, and later batches of the
+        same partitions would carry the committed offset past it). The worker must stop;
+        the partitions' next owner redoes the work from the last commit."""
+        if self.failed is None:
+            self.failed = exc
+            self._closed = True
 
     @contextlib.asynccontextmanager
     async def work(self) -> AsyncIterator[None]:
@@ -483,9 +493,12 @@ def install_transaction_fixes() -> None:
     commit_tps_original = TransportConsumer._commit_tps
 
     async def _commit_tps(self: Any, tps: Any, start_new_transaction: bool) -> bool:
+        gate = commit_gate(self.app)
+        if gate.failed is not None:
+            logger.warning("commit_refused_after_failed_work", error=repr(gate.failed))
+            return False
         if not self.in_transaction:
             return bool(await commit_tps_original(self, tps, start_new_transaction))
-        gate = commit_gate(self.app)
         async with gate.commit():
             committed = await commit_tps_original(self, tps, start_new_transaction)
             try:
@@ -508,8 +521,18 @@ def install_transaction_fixes() -> None:
         transactional = self._transaction_producers.get(transactional_id)
         if transactional is None or not transactional._txn_manager.is_in_transaction():
             await begin_original(self, transactional_id)
+        if transactional is None:  # a new producer: it fenced any other with this id
+            logger.info("transactional_producer_started", transactional_id=transactional_id)
+
+    stop_original = AIOKafkaDriverProducer.stop_transaction
+
+    async def stop_transaction(self: Any, transactional_id: str) -> None:
+        if transactional_id in self._transaction_producers:
+            logger.info("transactional_producer_stopped", transactional_id=transactional_id)
+        await stop_original(self, transactional_id)
 
     AIOKafkaDriverProducer.maybe_begin_transaction = maybe_begin_transaction  # type: ignore[method-assign]
+    AIOKafkaDriverProducer.stop_transaction = stop_transaction  # type: ignore[method-assign]
     AIOKafkaDriverProducer.send = send  # type: ignore[method-assign]
     AIOKafkaDriverProducer.commit_transactions = commit_transactions  # type: ignore[method-assign]
     TransportConsumer._commit_tps = _commit_tps  # type: ignore[method-assign]

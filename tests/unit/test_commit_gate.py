@@ -188,3 +188,58 @@ async def test_waiting_for_acknowledgements_gives_up_when_none_come(
     await asyncio.wait_for(TransportConsumer.wait_empty(consumer), timeout=5)
     assert calls[-1] == "commit and end"
     assert set(calls[:-1]) == {"commit"}
+
+
+async def test_a_failed_batch_stops_every_later_commit_and_crashes_the_app() -> None:
+    # A batch that fails part-way must never have its offsets committed: Faust acks a
+    # take_events batch even when the agent fails, and restarts the agent, whose later
+    # batches would carry the committed offset past the failed one.
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    from agents.batching import run_guarded
+    from streams.faust_compat import commit_gate
+
+    crashed: list[BaseException] = []
+
+    class App:
+        async def crash(self, exc: BaseException) -> None:
+            crashed.append(exc)
+
+    app: Any = App()
+    gate = commit_gate(app)
+
+    async def ok() -> None:
+        return None
+
+    async def fails() -> None:
+        raise RuntimeError("send failed")
+
+    await run_guarded(app, ok())
+    assert gate.failed is None and not crashed
+    with pytest.raises(RuntimeError, match="send failed"):
+        await run_guarded(app, fails())
+    assert isinstance(gate.failed, RuntimeError)
+    assert [repr(exc) for exc in crashed] == [repr(RuntimeError("send failed"))]
+
+    install_transaction_fixes()
+    # A consumer with nothing Faust's own _commit_tps needs: the patch refuses first.
+    consumer: Any = SimpleNamespace(app=app, in_transaction=False)
+    assert await TransportConsumer._commit_tps(consumer, set(), True) is False
+
+
+async def test_work_that_fails_after_a_cancel_reports_its_failure() -> None:
+    from agents.batching import run_to_completion
+
+    release = asyncio.Event()
+
+    async def work() -> None:
+        await release.wait()
+        raise RuntimeError("flush failed")
+
+    runner = asyncio.create_task(run_to_completion(work()))
+    await asyncio.sleep(0)
+    runner.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(RuntimeError, match="flush failed"):
+        await runner
