@@ -1,8 +1,9 @@
 """Our worker (`observer-insights worker`), plus a progress hook for the harness.
 
 The hook wraps methods at class level and changes nothing else: the ingest agent's batch
-handler marks the first input record; after each rolling batch (folded into state, state
-written, outputs sent) the observations it counted are added. Per batch, not per event. Settings
+handler marks the first input record; after each fold of a partition (folded into state,
+state written, outputs sent: by the rolling agent, or by the ingest agent for co-partitioned
+records) the observations it counted are added. Per fold, not per event. Settings
 come from the environment exactly as for `observer-insights worker`.
 BENCH_PROFILE=path writes a cProfile of the whole process there on exit.
 """
@@ -24,9 +25,7 @@ from streams.settings import load_settings
 
 progress = Progress.from_env()
 _ingest_process = Ingest.process
-_rolling_process = RollingEngine.process
 _observe_latency = RollingEngine._observe_latency
-_counted: list[int] = [0]
 
 
 async def _ingest(self: Ingest, events: list[Any]) -> None:
@@ -35,20 +34,13 @@ async def _ingest(self: Ingest, events: list[Any]) -> None:
 
 
 def _observe(self: RollingEngine, sources_ms: list[int]) -> None:
-    # Called once per batch with one entry per observation the batch counted: the only
-    # per-observation figure the engine hands out (keyed records are envelopes of many).
-    _counted[0] += len(sources_ms)
+    # Called once per fold, after its flush, with one entry per observation it counted:
+    # the only per-observation figure the engine hands out.
     _observe_latency(self, sources_ms)
-
-
-async def _rolling(self: RollingEngine, events: list[Any]) -> None:
-    _counted[0] = 0
-    await _rolling_process(self, events)
-    progress.add(_counted[0])
+    progress.add(len(sources_ms))
 
 
 Ingest.process = _ingest  # type: ignore[method-assign]
-RollingEngine.process = _rolling  # type: ignore[method-assign]
 RollingEngine._observe_latency = _observe  # type: ignore[method-assign]
 
 # Work-around: with INSIGHTS_WINDOWS in the process environment, pydantic-settings' own
