@@ -18,6 +18,7 @@ from streams.faust_compat import (
     install_batch_lane,
     install_fetch_fast_path,
     install_rebalance_fixes,
+    install_recovery_idle_poll,
     install_transaction_fixes,
     install_wait_empty_bound,
 )
@@ -110,6 +111,7 @@ def create_app(
     tracing = tracing or Tracing()
     install_fetch_fast_path()
     install_rebalance_fixes()
+    install_recovery_idle_poll()
     install_transaction_fixes()
     install_batch_lane()
     install_wait_empty_bound()

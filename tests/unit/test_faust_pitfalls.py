@@ -275,3 +275,29 @@ async def test_transactional_highwaters_come_from_list_offsets() -> None:
     tp = ("app-state-changelog", 3)
     assert await AIOKafkaConsumerThread._highwaters(thread, [tp]) == {tp: 42}
     assert asked == [[tp]]
+
+
+async def test_recovery_polls_its_changelog_queue_every_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust's recovery ends an exactly_once changelog (which ends in a transaction marker)
+    # only after two empty polls of its queue; each poll waited 5 s.
+    import faust.tables.recovery as recovery_module
+
+    from streams.faust_compat import install_recovery_idle_poll
+
+    install_recovery_idle_poll()
+    asked: list[float | None] = []
+    wait_for = asyncio.wait_for
+
+    async def recording_wait_for(awaitable: Any, timeout: float | None) -> Any:  # noqa: ASYNC109
+        asked.append(timeout)
+        return await wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(asyncio, "wait_for", recording_wait_for)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    queue.put_nowait(7)
+    assert await recovery_module.asyncio.wait_for(queue.get(), timeout=5.0) == 7
+    assert await recovery_module.asyncio.wait_for(asyncio.sleep(0, 8), timeout=0.5) == 8
+    assert asked == [1.0, 0.5]
+    assert recovery_module.asyncio.Event is asyncio.Event  # the rest is asyncio's own
