@@ -69,10 +69,16 @@ async def test_kill_9_one_of_three_keeps_finals_exact(
         INSIGHTS_PROCESSING_GUARANTEE="exactly_once",
         INSIGHTS_STANDBY_REPLICAS=standby,
     )
-    workers = [fleet.start() for _ in range(3)]
+    # The victim joins last: partitions move from the two survivors to it, and after the
+    # kill back to them (with a standby: to the worker that had them before). That path
+    # once reused a fenced transactional producer and crashed a survivor.
+    survivors = [fleet.start(), fleet.start()]
+    wait_all_ready(survivors)
+    await wait_group(survivors)
+    victim = fleet.start()
+    workers = [survivors[0], victim, survivors[1]]
     wait_all_ready(workers)
     members = await wait_group(workers)
-    victim, survivors = workers[1], [workers[0], workers[2]]
     owned = next(m for m in members if m.web_port == victim.web_port).actives[names.keyed]
 
     async with tail_topic(bootstrap, names.rolling) as tail:
