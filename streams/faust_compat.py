@@ -489,6 +489,14 @@ def install_transaction_fixes() -> None:
        gate closes when the transactions end and reopens when new ones begin, and offsets
        of a partition without a transaction are not committed: the partition's next owner
        redoes them.
+    5. Faust stops the producers of revoked partitions, but it picks them with the new
+       assignment's standby list, and a standby partition counts for every topic of its
+       group: a partition that went from active to standby here kept its producer. Another
+       worker's producer then fenced it, and when the partition came back (a crash made
+       this worker, its standby, the owner again) the stale producer was still "in a
+       transaction", so it was kept, and the first send failed with ProducerFenced
+       (measured: the crash test with a standby, a survivor crashed). Here every producer
+       whose id is not active in the new assignment is stopped first.
     Upstream changes that would remove them: a commit hook agents can hold off (or
     commits only between `take_events` batches), committing every transaction with
     pending records in `TransactionManager.commit`, and `maybe_begin_transaction` living
@@ -549,6 +557,10 @@ def install_transaction_fixes() -> None:
     on_rebalance_original = TransactionManager.on_rebalance
 
     async def on_rebalance(self: Any, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
+        active = self._tps_to_transactional_ids(assigned)
+        producer = self.producer
+        for transactional_id in sorted(set(producer._transaction_producers) - active):
+            await producer.stop_transaction(transactional_id)  # not active here any more
         await on_rebalance_original(self, assigned, revoked, newly_assigned)
         await commit_gate(self.app).reopen()
 

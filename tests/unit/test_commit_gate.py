@@ -89,6 +89,9 @@ class _TransactionalProducer:
     async def begin_transaction(self) -> None:
         self.log.append(f"begin {self.name}")
 
+    async def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+
     async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
         self.log.append(f"offsets {self.name} {sorted(offsets.values())}")
 
@@ -243,3 +246,33 @@ async def test_work_that_fails_after_a_cancel_reports_its_failure() -> None:
     release.set()
     with pytest.raises(RuntimeError, match="flush failed"):
         await runner
+
+
+async def test_a_rebalance_stops_every_producer_whose_partition_is_not_active_here() -> None:
+    # Partition 0 went active -> standby on this worker (so Faust kept its producer: the
+    # standby list covers every topic of the group), and now comes back. The old producer
+    # was fenced by the owner meanwhile; it must not be reused.
+    from faust.transport.consumer import TransactionManager
+    from faust.types import TP
+
+    assert install_transaction_fixes()
+    log: list[str] = []
+    producer = _driver_producer(log, {"app-1-0": True, "app-1-1": True, "app-1-2": True})
+    standby = {TP("app-changelog", 2)}
+
+    class App:
+        conf = SimpleNamespace(id="app")
+        in_transaction = True
+        assignor = SimpleNamespace(
+            is_standby=lambda tp: tp in standby, group_for_topic=lambda topic: 1
+        )
+
+    app: Any = App()
+    manager: Any = TransactionManager.__new__(TransactionManager)
+    manager.__dict__.update(app=app, producer=producer, consumer=None)
+    manager.__dict__["log"] = SimpleNamespace(info=lambda *args, **kwargs: None)
+    assigned = {TP("in", 1), TP("app-changelog", 1), TP("app-changelog", 2)}
+    await TransactionManager.on_rebalance(manager, assigned, set(), set())
+    # 0: not assigned at all; 2: assigned as a standby only; 1: active, kept as it is.
+    assert sorted(producer._transaction_producers) == ["app-1-1"]
+    assert log == ["stop app-1-0", "stop app-1-2"]
