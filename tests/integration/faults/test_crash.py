@@ -41,19 +41,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TAKEOVER: dict[str, dict[str, Any]] = {}
 
 
-# With a standby replica the test passed 5 times and failed 4 on 2026-11-27: twice a worker
-# crashed right after a rebalance (a changelog send outside a transaction, with the batch
-# lane then on under exactly_once), once a shutdown hung (fixed: install_wait_empty_bound),
-# and once a takeover did not finish within 180 s (cause not found). Skipped, visibly.
-STANDBY_FLAKY = (
-    "standby replica: intermittent failures not understood yet (see the comment above and "
-    "issue 7's closing note of 2026-11-27)"
-)
-
-
-@pytest.mark.parametrize(
-    "standby", ["0", pytest.param("1", marks=pytest.mark.skip(reason=STANDBY_FLAKY))]
-)
+@pytest.mark.parametrize("standby", ["0", "1"])
 async def test_kill_9_one_of_three_keeps_finals_exact(
     kafka: Broker, names: TopicNames, fleet_factory: Callable[..., Fleet], standby: str
 ) -> None:

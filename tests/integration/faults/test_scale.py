@@ -36,16 +36,11 @@ from tests.support.worker import TopicNames, WorkerProcess
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-# exactly_once: passed in 7 of 8 runs on 2026-11-27 after the commit-gate and changelog
-# fixes, but failed in the last CI run (cause not found). Skipped, visibly, until then.
-EXACTLY_ONCE_FLAKY = "exactly_once scale-out: an intermittent failure not understood yet (issue 7)"
-
-
 @pytest.mark.parametrize(
     "guarantee",
     [
         "at_least_once",
-        pytest.param("exactly_once", marks=pytest.mark.skip(reason=EXACTLY_ONCE_FLAKY)),
+        "exactly_once",
     ],
 )
 async def test_three_workers_then_one_more_then_one_less(
