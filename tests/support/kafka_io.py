@@ -94,18 +94,32 @@ async def count_messages(bootstrap: str, topic: str, deadline_s: float = 30.0) -
     """How many messages a topic holds now, by reading it up to each partition's last
     stable offset as fetch responses report it. (ListOffsets is not used: the embedded broker
     answers it with the last batch's base offset + 1, which undercounts batched records.)"""
+    return await _count_from(bootstrap, topic, None, deadline_s)
+
+
+async def _count_from(bootstrap: str, topic: str, group: str | None, deadline_s: float) -> int:
+    """Committed records of `topic` from the beginning (`group` None) or from the group's
+    committed offsets, read up to each partition's last stable offset. Reads as a consumer
+    that never joins the group."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
     )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
             return 0
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            committed = await consumer.committed(tp) if group is not None else None
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
         count = 0
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
@@ -145,37 +159,5 @@ async def wait_committed(
 
 async def backlog(bootstrap: str, group: str, topic: str, deadline_s: float = 30.0) -> int:
     """How many committed records of `topic` lie after the group's committed offsets (its
-    backlog: records it has not yet processed and committed). Read as a consumer of the
-    group that never joins it, fetch-based up to each partition's last stable offset."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            return 0
-        consumer.assign(tps)
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
-        count = 0
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            batch = await consumer.getmany(timeout_ms=200)
-            count += sum(len(records) for records in batch.values())
-            marks = [consumer.last_stable_offset(tp) for tp in tps]
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(m is not None and pos >= m for pos, m in zip(positions, marks, strict=True)):
-                return count
-        msg = f"could not read {topic} to its end within {deadline_s}s"
-        raise AssertionError(msg)
-    finally:
-        await consumer.stop()
+    backlog: records it has not yet processed and committed)."""
+    return await _count_from(bootstrap, topic, group, deadline_s)
