@@ -4,6 +4,7 @@ the agent is being stopped, acknowledged inside the app's commit gate."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -43,21 +44,29 @@ async def consume_batches(
 async def consume_lane(
     app: faust.App,
     lane: BatchLane,
-    process: Callable[[list[Any]], Coroutine[Any, Any, None]],
+    process: Callable[[list[Any], Callable[[], None]], Coroutine[Any, Any, None]],
 ) -> None:
     """The body of a lane agent: `process` each fetched batch of one partition (aiokafka
-    `ConsumerRecord`s, in offset order), then mark it committable.
+    `ConsumerRecord`s, in offset order); it calls the callback it is given once the
+    batch's effects are durable (maybe later, after a flush), which marks the batch
+    committable.
 
-    Both inside the app's commit gate, as for `consume_batches`. A batch fetched before a
-    rebalance is dropped unprocessed (it is fetched again from the committed offset).
+    Processing runs inside the app's commit gate, as for `consume_batches`. A batch
+    fetched before a rebalance is dropped unprocessed (it is fetched again from the
+    committed offset); one that became durable only after a rebalance is not marked.
     """
     gate = commit_gate(app)
     while True:
         tp, records, generation = await lane.take()
         async with gate.work():
             if lane.current(tp, generation):
-                await run_guarded(app, process(records))
-                lane.done(tp, records)
+                done = functools.partial(_mark_done, lane, tp, records, generation)
+                await run_guarded(app, process(records, done))
+
+
+def _mark_done(lane: BatchLane, tp: Any, records: list[Any], generation: int) -> None:
+    if lane.current(tp, generation):
+        lane.done(tp, records)
 
 
 async def run_guarded(app: faust.App, work: Coroutine[Any, Any, None]) -> None:

@@ -4,6 +4,7 @@ by subject (and, when it has one, by group) onto the internal keyed topic."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import faust
@@ -34,7 +35,9 @@ _BATCH_WAIT_S: Final = 0.05
 class Folder(Protocol):
     """Where records keyed to a partition of this worker can be folded in directly."""
 
-    async def fold(self, partition: int, chunks: list[Chunk]) -> bool: ...
+    async def fold(self, partition: int, chunks: list[Chunk], *, defer: bool = False) -> bool: ...
+
+    def when_durable(self, partition: int, callback: Callable[[], None]) -> bool: ...
 
 
 class Ingest:
@@ -64,10 +67,16 @@ class Ingest:
         self.tracing = tracing
         self.local: Folder | None = None
 
-    async def process(self, records: list[Any]) -> None:
+    async def process(self, records: list[Any], on_done: Callable[[], None] | None = None) -> None:
         """Handle a fetched batch (aiokafka `ConsumerRecord`s) in order: dead letters go out
-        as found; valid observations go to the keyed topic in one envelope per (source
-        partition, keyed partition)."""
+        as found; valid observations are folded in directly or go to the keyed topic in one
+        envelope per (source partition, keyed partition).
+
+        With `on_done` (records of one partition, from the lane) directly folded records
+        wait for the timer's flush, and `on_done` is called once they are durable (right
+        away when there are none): the batch may be acknowledged then. Without it they
+        are flushed before this returns.
+        """
         started = time.perf_counter()
         envelopes: dict[tuple[int, int], Traced] = {}
         local: dict[int, Traced] | None = None
@@ -88,10 +97,11 @@ class Ingest:
                     valid += await self._handle(message, envelopes, local, headers)
             else:
                 valid += await self._handle(message, envelopes, local, None)
+        defer = on_done is not None
         if local and self.local is not None:
             received_ms = int(time.time() * 1000)
             for partition, items in local.items():
-                if not await self.local.fold(partition, [(items, received_ms)]):
+                if not await self.local.fold(partition, [(items, received_ms)], defer=defer):
                     envelopes.setdefault((partition, partition), []).extend(items)
         for (source, destination), items in envelopes.items():
             await send_caused_by(
@@ -106,6 +116,12 @@ class Ingest:
         self.metrics.events_received.inc(len(records))
         self.metrics.events_valid.inc(valid)
         self.metrics.batch_seconds.labels(agent="ingest").observe(time.perf_counter() - started)
+        if on_done is not None:
+            # Behind every earlier deferred batch of this partition, also when this one
+            # folded nothing in: acknowledgements must come in offset order.
+            folder = self.local if local is not None and records else None
+            if folder is None or not folder.when_durable(records[0].partition, on_done):
+                on_done()
 
     async def _handle(
         self,

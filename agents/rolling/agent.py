@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 import faust
@@ -97,6 +97,10 @@ class RollingEngine:
         self.last_changes: dict[int, float] = {}
         self._chunk_ids = itertools.count()
         self._flush_locks: dict[int, asyncio.Lock] = {}
+        # Per partition, since its last flush: who waits for it, and the input timestamps
+        # of the observations it will make durable (for the latency histogram).
+        self._waiters: dict[int, list[Callable[[], None]]] = {}
+        self._unobserved: dict[int, list[int]] = {}
         app.on_partitions_revoked.connect(self._on_revoked)
 
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -106,6 +110,8 @@ class RollingEngine:
                 self.partitions.pop(tp.partition, None)
                 self.last_activity.pop(tp.partition, None)
                 self.last_changes.pop(tp.partition, None)
+                self._waiters.pop(tp.partition, None)  # never durable here: not acknowledged
+                self._unobserved.pop(tp.partition, None)
 
     # -- state ------------------------------------------------------------------------
 
@@ -172,9 +178,12 @@ class RollingEngine:
             await self.fold(partition, partition_chunks)
         self.metrics.batch_seconds.labels(agent="rolling").observe(time.perf_counter() - started)
 
-    async def fold(self, partition: int, chunks: list[Chunk]) -> bool:
+    async def fold(self, partition: int, chunks: list[Chunk], *, defer: bool = False) -> bool:
         """Offer keyed records (with their traceparents) to a partition's state, then flush
-        it; False, and nothing folded, when the partition is not assigned here.
+        it; False, and nothing folded, when the partition is not assigned here. With
+        `defer` the flush is left to the timer (every `INSIGHTS_FLUSH_INTERVAL`): one
+        changelog write per key per interval instead of per batch; `when_durable` tells
+        when it has happened.
 
         Under the partition's flush lock, so the state a flush persists never holds a
         change whose outputs that flush did not send (another task folding in while a
@@ -209,9 +218,19 @@ class RollingEngine:
                 self.metrics.duplicates.inc(duplicates)
             for record in late:
                 await self._dead_letter_late(partition, record, state)
-            due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
-            await self._flush(partition, state, changes=due)
-        self._observe_latency(sources_ms)
+            self._unobserved.setdefault(partition, []).extend(sources_ms)
+            if not defer:
+                due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
+                await self._flush(partition, state, changes=due)
+        return True
+
+    def when_durable(self, partition: int, callback: Callable[[], None]) -> bool:
+        """Call `callback` once the partition's next flush has persisted and published all
+        that was folded in so far; False (and no call) if the partition is not assigned
+        here. Callbacks of one partition are called in the order they were given."""
+        if partition not in self.owned_partitions():
+            return False
+        self._waiters.setdefault(partition, []).append(callback)
         return True
 
     def _observe_latency(self, sources_ms: list[int]) -> None:
@@ -274,6 +293,8 @@ class RollingEngine:
             await self._flush(partition, state, changes=changes)
 
     async def _flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
+        waiters = self._waiters.pop(partition, [])
+        sources_ms = self._unobserved.pop(partition, [])
         if partition not in self.owned_partitions():
             self.partitions.pop(partition, None)  # revoked meanwhile: the new owner has it
             return
@@ -323,6 +344,9 @@ class RollingEngine:
         await self._persist(partition, state)
         for topic, count in Counter(item[0] for item in outgoing).items():
             self.metrics.records_emitted.labels(topic=topic).inc(count)
+        self._observe_latency(sources_ms)
+        for waiter in waiters:
+            waiter()
 
     async def _persist(self, partition: int, state: PartitionState) -> None:
         """Write the state the flush changed; return once the changelog has it."""

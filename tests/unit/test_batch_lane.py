@@ -4,6 +4,7 @@ a time, the rest to Faust; the lane's offsets are the ones Faust commits."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -110,10 +111,14 @@ async def test_the_lane_agent_processes_current_batches_and_drops_older_ones() -
     lane = batch_lane(app, {"in"})  # type: ignore[arg-type]
     processed: list[list[int]] = []
     all_done = asyncio.Event()
+    deferred: list[Callable[[], None]] = []
 
-    async def process(records: list[Any]) -> None:
+    async def process(records: list[Any], done: Callable[[], None]) -> None:
         processed.append([r.offset for r in records])
-        if len(processed) == 2:
+        if len(processed) == 1:
+            done()  # durable at once
+        else:
+            deferred.append(done)  # durable at a later flush
             all_done.set()
 
     await lane.put(inputs0, _records("in", 0, range(0, 2)))
@@ -125,6 +130,8 @@ async def test_the_lane_agent_processes_current_batches_and_drops_older_ones() -
     await asyncio.wait_for(all_done.wait(), timeout=5)
     agent.cancel()
     assert processed == [[0, 1, 2], [3, 4]]
+    assert lane.committable(inputs0) == 3  # the second batch is not durable yet
+    deferred.pop()()
     assert lane.committable(inputs0) == 5
     assert lane.committable(inputs1) is None
 
