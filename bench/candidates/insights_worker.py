@@ -28,9 +28,9 @@ _ingest_process = Ingest.process
 _observe_latency = RollingEngine._observe_latency
 
 
-async def _ingest(self: Ingest, events: list[Any]) -> None:
+async def _ingest(self: Ingest, events: list[Any], on_done: Any = None) -> None:
     progress.mark_first()
-    await _ingest_process(self, events)
+    await _ingest_process(self, events, on_done)
 
 
 def _observe(self: RollingEngine, sources_ms: list[int]) -> None:
