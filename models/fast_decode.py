@@ -17,29 +17,24 @@ from typing import Any, Final
 
 from models.codec import decode_observation, parse_json
 from models.keyed import KeyedObservation
-from models.observation import SCHEMA_VERSION, parse_observed_at
+from models.observation import (
+    ENTITY_MAX_CHARS,
+    ID_MAX_CHARS,
+    MAX_ATTRIBUTES,
+    MAX_EPOCH_MS,
+    METRIC_CHARS,
+    MIN_EPOCH_MS,
+    SCHEMA_VERSION,
+    Observation,
+    parse_observed_at,
+)
 from models.timefmt import to_epoch_ms
 
 __all__ = ["decode_keyed"]
 
-_FIELDS: Final = frozenset(
-    {
-        "event_id",
-        "observer_id",
-        "subject_id",
-        "metric",
-        "value",
-        "observed_at",
-        "group_id",
-        "attributes",
-        "schema_version",
-    }
-)
-_METRIC: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_FIELDS: Final = frozenset(Observation.model_fields)
+_METRIC: Final = re.compile(METRIC_CHARS)
 _EXACT_INT: Final = 1 << 53  # ints beyond this are left to the model (float conversion)
-_MIN_EPOCH_MS: Final = -62_135_596_800_000
-_MAX_EPOCH_MS: Final = 253_402_300_799_999
-_MAX_ATTRIBUTES: Final = 32
 
 
 def decode_keyed(
@@ -69,12 +64,13 @@ def _fast(
     metric = doc.get("metric")
     if not (
         type(event_id) is str
-        and 0 < len(event_id) <= 128
+        and 0 < len(event_id) <= ID_MAX_CHARS
         and type(observer_id) is str
-        and 0 < len(observer_id) <= 128
+        and 0 < len(observer_id) <= ID_MAX_CHARS
         and type(subject_id) is str
-        and 0 < len(subject_id) <= 256
+        and 0 < len(subject_id) <= ENTITY_MAX_CHARS
         and type(metric) is str
+        and len(metric) <= ID_MAX_CHARS
         and _METRIC.fullmatch(metric) is not None
     ):
         return None
@@ -88,7 +84,7 @@ def _fast(
         return None
     observed_at = doc.get("observed_at")
     if type(observed_at) is int:
-        if not _MIN_EPOCH_MS <= observed_at <= _MAX_EPOCH_MS:
+        if not MIN_EPOCH_MS <= observed_at <= MAX_EPOCH_MS:
             return None
         observed_ms = observed_at
     elif type(observed_at) is str:
@@ -99,12 +95,14 @@ def _fast(
     else:
         return None
     group_id = doc.get("group_id")
-    if group_id is not None and not (type(group_id) is str and 0 < len(group_id) <= 256):
+    if group_id is not None and not (
+        type(group_id) is str and 0 < len(group_id) <= ENTITY_MAX_CHARS
+    ):
         return None
     attributes = doc.get("attributes")
     if attributes is not None and not (
         type(attributes) is dict
-        and len(attributes) <= _MAX_ATTRIBUTES
+        and len(attributes) <= MAX_ATTRIBUTES
         and all(type(k) is str and type(v) is str for k, v in attributes.items())
     ):
         return None

@@ -11,7 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from models.timefmt import UtcDatetime, from_epoch_ms, to_epoch_ms
 
-__all__ = ["SCHEMA_VERSION", "Observation", "parse_observed_at"]
+__all__ = [
+    "ENTITY_MAX_CHARS",
+    "ID_MAX_CHARS",
+    "MAX_ATTRIBUTES",
+    "MAX_EPOCH_MS",
+    "METRIC_CHARS",
+    "MIN_EPOCH_MS",
+    "SCHEMA_VERSION",
+    "Observation",
+    "parse_observed_at",
+]
 
 SCHEMA_VERSION: Final = 1
 
@@ -20,21 +30,30 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})",
 )
 # Epoch milliseconds in [0001-01-01, 9999-12-31], the range a datetime can hold.
-_MIN_EPOCH_MS: Final = -62_135_596_800_000
-_MAX_EPOCH_MS: Final = 253_402_300_799_999
+MIN_EPOCH_MS: Final = -62_135_596_800_000
+MAX_EPOCH_MS: Final = 253_402_300_799_999
+# Field bounds (also read by the fast path of models/fast_decode.py).
+ID_MAX_CHARS: Final = 128  # event_id, observer_id, metric
+ENTITY_MAX_CHARS: Final = 256  # subject_id, group_id
+METRIC_CHARS: Final = r"[A-Za-z0-9_.:-]+"
+MAX_ATTRIBUTES: Final = 32
 
-EventId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
-ObserverId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
-SubjectId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
-GroupId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+EventId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ID_MAX_CHARS)]
+ObserverId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ID_MAX_CHARS)]
+SubjectId = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=ENTITY_MAX_CHARS)
+]
+GroupId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ENTITY_MAX_CHARS)]
 Metric = Annotated[
     str,
-    StringConstraints(strict=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$"),
+    StringConstraints(
+        strict=True, min_length=1, max_length=ID_MAX_CHARS, pattern=f"^{METRIC_CHARS}$"
+    ),
 ]
 FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Attributes = Annotated[
     dict[Annotated[str, Field(strict=True)], Annotated[str, Field(strict=True)]],
-    Field(max_length=32),
+    Field(max_length=MAX_ATTRIBUTES),
 ]
 
 
@@ -47,7 +66,7 @@ def parse_observed_at(raw: Any) -> datetime:
         msg = "must be an RFC 3339 string or epoch milliseconds, not a boolean"
         raise TypeError(msg)
     if isinstance(raw, int):
-        if not _MIN_EPOCH_MS <= raw <= _MAX_EPOCH_MS:
+        if not MIN_EPOCH_MS <= raw <= MAX_EPOCH_MS:
             msg = f"epoch milliseconds {raw} out of range"
             raise ValueError(msg)
         return from_epoch_ms(raw)
