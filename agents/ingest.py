@@ -167,9 +167,10 @@ def attach_ingest(
     ingest = Ingest(app, topics, settings, metrics, sink, tracing)
 
     if settings.processing_guarantee == "exactly_once":
-        # Faust's per-message path: under exactly_once the lane crashed a worker twice in
-        # about ten crash tests with a standby replica (a changelog send found its
-        # transactional producer outside a transaction after a rebalance; not understood).
+        # Faust's per-message path. Under exactly_once the lane once crashed workers in
+        # the crash test with a standby; that was most likely the stale transactional
+        # producer fixed since (install_transaction_fixes, 5), but the lane has not been
+        # run under exactly_once again.
         @app.agent(topics.input, name="ingest")
         async def ingest_events(stream: faust.StreamT[bytes]) -> None:
             async def process(events: list[faust.EventT[bytes]]) -> None:

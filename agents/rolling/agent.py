@@ -195,7 +195,7 @@ class RollingEngine:
                 # discards commits of revoked partitions); writing here would corrupt its state.
                 return False
             state = self.state_for(partition)
-            now = self.last_activity[partition] = time.monotonic()
+            self.last_activity[partition] = time.monotonic()
             tracing = self.tracing.enabled
             late: list[KeyedObservation] = []
             sources_ms: list[int] = []
@@ -220,8 +220,7 @@ class RollingEngine:
                 await self._dead_letter_late(partition, record, state)
             self._unobserved.setdefault(partition, []).extend(sources_ms)
             if not defer:
-                due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
-                await self._flush(partition, state, changes=due)
+                await self._flush(partition, state)
         return True
 
     def when_durable(self, partition: int, callback: Callable[[], None]) -> bool:
@@ -253,8 +252,7 @@ class RollingEngine:
         wall_ms = int(time.time() * 1000)
         for partition, state in list(self.partitions.items()):
             idle = now - self.last_activity.get(partition, now) >= self.settings.idle_timeout_s
-            due = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
-            await self.flush(partition, state, changes=due, advance_to_ms=wall_ms if idle else None)
+            await self.flush(partition, state, advance_to_ms=wall_ms if idle else None)
 
     def _stable(self) -> bool:
         recovery: Any = getattr(self.app.tables, "recovery")  # noqa: B009  (untyped in Faust)
@@ -271,12 +269,7 @@ class RollingEngine:
         return lock
 
     async def flush(
-        self,
-        partition: int,
-        state: PartitionState,
-        *,
-        changes: bool,
-        advance_to_ms: int | None = None,
+        self, partition: int, state: PartitionState, *, advance_to_ms: int | None = None
     ) -> None:
         """Send finals, due changes, anomalies and the consensus of closed windows, wait
         until Kafka has them, then write the changed state to the changelog table.
@@ -290,9 +283,12 @@ class RollingEngine:
         async with self._flush_lock(partition):
             if advance_to_ms is not None:
                 state.advance(advance_to_ms)
-            await self._flush(partition, state, changes=changes)
+            await self._flush(partition, state)
 
-    async def _flush(self, partition: int, state: PartitionState, *, changes: bool) -> None:
+    async def _flush(self, partition: int, state: PartitionState) -> None:
+        # Coalesced changes go out once per flush interval per partition.
+        now = time.monotonic()
+        changes = now - self.last_changes.get(partition, 0.0) >= self.settings.flush_interval_s
         waiters = self._waiters.pop(partition, [])
         sources_ms = self._unobserved.pop(partition, [])
         if partition not in self.owned_partitions():
@@ -306,7 +302,7 @@ class RollingEngine:
         parents = self.trace_parents.get(partition, {}) if self.tracing.enabled else {}
         emissions = list(finals) if self.emit_finals else []
         if changes:
-            self.last_changes[partition] = time.monotonic()
+            self.last_changes[partition] = now
             updates = state.take_changes()
             if self.emit_changes:
                 emissions.extend(updates)
