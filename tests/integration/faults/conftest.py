@@ -370,14 +370,18 @@ async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[Any, Any]]
 
 
 async def drain_then_flush(broker: Broker, names: TopicNames, scenario: Scenario) -> None:
-    """Wait until the group has processed and committed every record of the input and the
-    keyed topic (no backlog on either, twice in a row), then send the flushers that close
-    every window, so no record still on its way lands behind them. (An at-least-once replay
-    that does is a duplicate of a record already counted: it becomes a `late` dead letter
-    and changes no final.)
+    """`wait_drained`, then send the flushers that close every window, so no record still
+    on its way lands behind them. (An at-least-once replay that does is a duplicate of a
+    record already counted: it becomes a `late` dead letter and changes no final.)"""
+    await wait_drained(broker, names)
+    await produce(broker.bootstrap_servers, names.input, scenario.flushers())
 
-    Both topics, because a record either is folded in where it was read (co-partitioned,
-    keyed to its own partition) or crosses the keyed topic."""
+
+async def wait_drained(broker: Broker, names: TopicNames) -> None:
+    """Wait until the group has processed and committed every record of the input and the
+    keyed topic (no backlog on either, twice in a row). Both topics, because a record
+    either is folded in where it was read (co-partitioned, keyed to its own partition) or
+    crosses the keyed topic."""
     bootstrap = broker.bootstrap_servers
     last: tuple[int, int] | None = None
 
@@ -392,7 +396,6 @@ async def drain_then_flush(broker: Broker, names: TopicNames, scenario: Scenario
         return settled
 
     await poll(drained, 180.0, "input and keyed topic drained", period_s=1.5)
-    await produce(bootstrap, names.input, scenario.flushers())
 
 
 def assert_nothing_lost(finals: dict[Any, list[dict[str, Any]]], expected: dict[Any, Any]) -> bool:
