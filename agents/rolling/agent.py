@@ -13,7 +13,8 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any, Final
 
 import faust
@@ -27,7 +28,7 @@ from agents.batching import consume_batches
 from agents.deadletters import DeadLetterSink
 from agents.observers.coordinator import Coordinator
 from agents.rolling.records import insight_record
-from agents.rolling.state import Outcome, PartitionState, StateKey
+from agents.rolling.state import Emission, Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
 from models.keyed import Chunk, KeyedObservation, decode_envelope
@@ -51,6 +52,7 @@ logger = structlog.get_logger(__name__)
 BATCH_MAX: Final = 5000
 BATCH_WAIT_S: Final = 0.05
 _LATENCY_SAMPLES: Final = 64
+_SEND_SLICE: Final = 4096  # records (or changelog writes) in flight per flush at a time
 
 _Outgoing = tuple[str, bytes, bytes, Context | None]  # topic, key, value, trace parent
 
@@ -295,54 +297,68 @@ class RollingEngine:
             self.partitions.pop(partition, None)  # revoked meanwhile: the new owner has it
             return
         finals = state.take_finals()
-        outgoing: list[_Outgoing] = []
         emitted_at = utc_now()
         # A key's trace parent waits for the next record sent for that key (changes may be
         # due only at a later flush than the batch that carried the trace).
         parents = self.trace_parents.get(partition, {}) if self.tracing.enabled else {}
-        emissions = list(finals) if self.emit_finals else []
         if changes:
             self.last_changes[partition] = now
-            updates = state.take_changes()
-            if self.emit_changes:
-                emissions.extend(updates)
-        for emission in emissions:
-            key, value = insight_record(emission, emitted_at)
-            outgoing.append((self.rolling_topic, key, value, parents.get(emission.key)))
-            if emission.final:
-                state.record_final(
-                    emission.key, emission.window.spec.name, emission.window.end_ms, value
-                )
-        if not self.emit_finals:  # still answer queries for the latest finals
-            for emission in finals:
-                _, value = insight_record(emission, emitted_at)
-                state.record_final(
-                    emission.key, emission.window.spec.name, emission.window.end_ms, value
-                )
-        for detection in state.take_anomalies():
-            key, value = anomaly_record(detection, emitted_at)
-            parent = parents.get(("subject", detection.subject_id, detection.metric))
-            outgoing.append((self.anomaly_topic, key, value, parent))
-            self.metrics.anomalies.labels(severity=detection.severity).inc()
-        for emission in finals:
-            outgoing.extend(self.coordinator.judge(emission, emitted_at))
-        for emission in emissions:
-            parents.pop(emission.key, None)
-        deliveries = [
-            await self._send(partition, topic, key, value, parent)
-            for topic, key, value, parent in outgoing
-        ]
-        if deliveries:
+        counts: Counter[str] = Counter()
+        outgoing = self._outgoing(state, finals, changes, emitted_at, parents)
+        # In slices: a flush of many keys (a backlog, a burst of new keys) holds one slice
+        # of records and their futures at a time, not all of them.
+        while piece := list(itertools.islice(outgoing, _SEND_SLICE)):
+            deliveries = [
+                await self._send(partition, topic, key, value, parent)
+                for topic, key, value, parent in piece
+            ]
             await asyncio.gather(*deliveries)
-        if partition not in self.owned_partitions():
-            self.partitions.pop(partition, None)  # revoked while sending: state is not ours
-            return
+            counts.update(topic for topic, _, _, _ in piece)
+            if partition not in self.owned_partitions():
+                self.partitions.pop(partition, None)  # revoked while sending: not ours
+                return
         await self._persist(partition, state)
-        for topic, count in Counter(item[0] for item in outgoing).items():
+        for topic, count in counts.items():
             self.metrics.records_emitted.labels(topic=topic).inc(count)
         self._observe_latency(sources_ms)
         for waiter in waiters:
             waiter()
+
+    def _outgoing(
+        self,
+        state: PartitionState,
+        finals: list[Emission],
+        changes: bool,
+        emitted_at: datetime,
+        parents: dict[StateKey, Context],
+    ) -> Iterator[_Outgoing]:
+        """The records of one flush, made as they are consumed: finals, due changes,
+        anomalies, then the consensus of the closed windows."""
+        for emission in finals:
+            key, value = insight_record(emission, emitted_at)
+            state.record_final(
+                emission.key, emission.window.spec.name, emission.window.end_ms, value
+            )
+            if self.emit_finals:  # else kept only to answer queries for the latest finals
+                yield self.rolling_topic, key, value, parents.get(emission.key)
+        if changes:
+            sent: set[StateKey] = set()
+            for emission in state.take_changes():  # consumed whole, even when not emitted
+                if self.emit_changes:
+                    key, value = insight_record(emission, emitted_at)
+                    yield self.rolling_topic, key, value, parents.get(emission.key)
+                    if parents:
+                        sent.add(emission.key)
+            for state_key in sent:
+                parents.pop(state_key, None)
+        for detection in state.take_anomalies():
+            key, value = anomaly_record(detection, emitted_at)
+            parent = parents.get(("subject", detection.subject_id, detection.metric))
+            self.metrics.anomalies.labels(severity=detection.severity).inc()
+            yield self.anomaly_topic, key, value, parent
+        for emission in finals:
+            parents.pop(emission.key, None)
+            yield from self.coordinator.judge(emission, emitted_at)
 
     async def _persist(self, partition: int, state: PartitionState) -> None:
         """Write the state the flush changed; return once the changelog has it."""
@@ -350,10 +366,12 @@ class RollingEngine:
         if not writes:
             return
         prefix = f"{partition}|"
-        changed = {(prefix + name).encode(): value for name, value in writes.items()}
-        deliveries = write_table(self.app, self.table, self.keyed_topic, partition, changed)
-        if deliveries:
-            await asyncio.gather(*deliveries)
+        items = iter(writes.items())
+        while piece := dict(itertools.islice(items, _SEND_SLICE)):
+            changed = {(prefix + name).encode(): value for name, value in piece.items()}
+            await asyncio.gather(
+                *write_table(self.app, self.table, self.keyed_topic, partition, changed)
+            )
 
     async def _send(
         self, partition: int, topic: str, key: bytes, value: bytes, parent: Context | None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -54,7 +54,6 @@ class _KeyState:
     panes: dict[int, Aggregate] = field(default_factory=dict)
     closed_until: int | None = None
     next_close: int | None = None
-    dirty: set[int] = field(default_factory=set)
 
 
 class PartitionState:
@@ -72,6 +71,7 @@ class PartitionState:
         self._heap: list[tuple[int, StateKey]] = []
         self._finals: list[Emission] = []
         self._changed: set[StateKey] = set()
+        self._dirty: dict[StateKey, set[int]] = {}  # panes touched since the last changes
         self._removed: set[StateKey] = set()
         self._watermark_changed = False
         # dedup: id -> received ms; arrival order for expiry; journal chunks for the changelog
@@ -81,7 +81,7 @@ class PartitionState:
         self._chunks: deque[tuple[int, str]] = deque()  # (newest received ms, chunk id)
         self._expired_chunks: list[str] = []
         # queries: metrics per (scope, entity), latest final record per window family
-        self._metrics_of: dict[tuple[str, str], set[str]] = {}
+        self._metrics_of: dict[tuple[str, str], tuple[str, ...]] = {}
         self._latest: dict[LatestKey, tuple[int, bytes]] = {}
         self._latest_heap: list[tuple[int, LatestKey]] = []
         self._latest_changed: set[LatestKey] = set()
@@ -107,7 +107,7 @@ class PartitionState:
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _KeyState()
-            self._metrics_of.setdefault((obs.scope, obs.entity), set()).add(obs.metric)
+            self._index_metric(key)
         state.closed_until = self.watermark
         pane = self.plan.pane_of(t)
         aggregate = state.panes.get(pane)
@@ -122,7 +122,11 @@ class PartitionState:
             detection = self.baselines.offer(obs)
             if detection is not None:
                 self._anomalies.append(detection)
-        state.dirty.add(pane)
+        dirty = self._dirty.get(key)
+        if dirty is None:
+            self._dirty[key] = {pane}
+        else:
+            dirty.add(pane)
         self._changed.add(key)
         if self.watermark is None or t > self.watermark:
             self.advance(t)
@@ -149,16 +153,19 @@ class PartitionState:
             if summary is not None:
                 self._finals.append(Emission(key, window, summary, final=True))
         state.closed_until = watermark_ms
+        dirty = self._dirty.get(key)
         for pane in [p for p in state.panes if plan.pane_expired(p, watermark_ms)]:
             del state.panes[pane]
-            state.dirty.discard(pane)
+            if dirty is not None:
+                dirty.discard(pane)
         if not state.panes:
             del self._keys[key]
-            metrics = self._metrics_of.get(key[:2])
-            if metrics is not None:
-                metrics.discard(key[2])
-                if not metrics:
-                    del self._metrics_of[key[:2]]
+            self._dirty.pop(key, None)
+            metrics = tuple(m for m in self._metrics_of.get(key[:2], ()) if m != key[2])
+            if metrics:
+                self._metrics_of[key[:2]] = metrics
+            else:
+                self._metrics_of.pop(key[:2], None)
             self._changed.discard(key)
             self._removed.add(key)
             return
@@ -196,26 +203,27 @@ class PartitionState:
         anomalies, self._anomalies = self._anomalies, []
         return anomalies
 
-    def take_changes(self) -> list[Emission]:
-        """Current figures of every open window touched since the last call."""
-        emissions: list[Emission] = []
+    def take_changes(self) -> Iterator[Emission]:
+        """Current figures of every open window touched since the last call, made one key
+        at a time as they are consumed (a flush of 100k keys never holds them all). Consume
+        it whole, with no other call on this state in between."""
+        dirty, self._dirty = self._dirty, {}
         watermark = self.watermark
         grace = self.plan.grace_ms
-        for key, state in self._keys.items():
-            if not state.dirty:
+        for key, panes in dirty.items():
+            state = self._keys.get(key)
+            if state is None or not panes:
                 continue
             windows = {
                 w
-                for pane in state.dirty
+                for pane in panes
                 for w in self.plan.windows_of(pane)
                 if watermark is None or w.end_ms + grace > watermark
             }
             for window in sorted(windows):
                 summary = self._window_summary(state, window)
                 if summary is not None:
-                    emissions.append(Emission(key, window, summary, final=False))
-            state.dirty.clear()
-        return emissions
+                    yield Emission(key, window, summary, final=False)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -271,6 +279,11 @@ class PartitionState:
                 del self._latest[latest_key]
                 self._latest_changed.discard(latest_key)
                 self._latest_removed.add(latest_key)
+
+    def _index_metric(self, key: StateKey) -> None:
+        known = self._metrics_of.get(key[:2], ())
+        if key[2] not in known:
+            self._metrics_of[key[:2]] = (*known, key[2])
 
     @property
     def key_count(self) -> int:
@@ -339,6 +352,7 @@ class PartitionState:
                     closed_until=closed_until,
                 )
                 self._keys[key] = state
+                self._index_metric(key)
             elif kind == "f":
                 latest_key: LatestKey = (parts[1], parts[2], parts[3], parts[4])
                 end_ms, record = value
