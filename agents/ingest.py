@@ -17,7 +17,7 @@ from agents.batching import consume_batches, consume_lane
 from agents.deadletters import DeadLetterSink
 from models import DecodeError
 from models.fast_decode import decode_keyed
-from models.keyed import Chunk, Traced, encode_envelope
+from models.keyed import Chunk, Traced, encode_envelopes
 from streams.faust_compat import batch_lane, copartitioned, key_partition, send_caused_by
 from streams.metrics import Metrics
 from streams.settings import Settings
@@ -104,15 +104,16 @@ class Ingest:
                 if not await self.local.fold(partition, [(items, received_ms)], defer=defer):
                     envelopes.setdefault((partition, partition), []).extend(items)
         for (source, destination), items in envelopes.items():
-            await send_caused_by(
-                self.app,
-                self.keyed_topic,
-                None,
-                encode_envelope(items),
-                source_topic=self.input_topic,
-                source_partition=source,
-                partition=destination,
-            )
+            for envelope in encode_envelopes(items):
+                await send_caused_by(
+                    self.app,
+                    self.keyed_topic,
+                    None,
+                    envelope,
+                    source_topic=self.input_topic,
+                    source_partition=source,
+                    partition=destination,
+                )
         self.metrics.events_received.inc(len(records))
         self.metrics.events_valid.inc(valid)
         self.metrics.batch_seconds.labels(agent="ingest").observe(time.perf_counter() - started)

@@ -7,14 +7,21 @@ slotted dataclass rather than a pydantic model: decoding it is on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 
 from models.observation import Observation
 from models.timefmt import from_epoch_ms
 
-__all__ = ["Chunk", "KeyedObservation", "Traced", "decode_envelope", "encode_envelope"]
+__all__ = [
+    "ENVELOPE_MAX_BYTES",
+    "Chunk",
+    "KeyedObservation",
+    "Traced",
+    "decode_envelope",
+    "encode_envelopes",
+]
 
 Scope = Literal["subject", "group"]
 
@@ -114,12 +121,23 @@ Traced = list[tuple[KeyedObservation, str | None]]
 Chunk = tuple[Traced, int]
 
 
-def encode_envelope(items: Traced) -> bytes:
-    """Many keyed records (each with its W3C traceparent or None) in one message: the keyed
-    hop carries one message per (source partition, destination partition) and batch."""
-    return orjson.dumps([[*record.to_list(), trace] for record, trace in items])
+# Below the 1 MiB a broker accepts per record by default (message.max.bytes): a fetched
+# batch of 1 MiB can key to more than that (a subject and a group copy per observation).
+ENVELOPE_MAX_BYTES: Final = 512 * 1024
+
+
+def encode_envelopes(items: Traced, max_bytes: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
+    """Many keyed records (each with its W3C traceparent or None) in as few messages of at
+    most `max_bytes` as halving finds, in order: the keyed hop carries them per (source
+    partition, destination partition) and batch. A single record over the bound goes
+    alone."""
+    raw = orjson.dumps([[*record.to_list(), trace] for record, trace in items])
+    if len(raw) <= max_bytes or len(items) < 2:
+        return [raw]
+    half = len(items) // 2
+    return encode_envelopes(items[:half], max_bytes) + encode_envelopes(items[half:], max_bytes)
 
 
 def decode_envelope(raw: bytes) -> Traced:
-    """Inverse of `encode_envelope`."""
+    """Inverse of `encode_envelopes`, one message at a time."""
     return [(KeyedObservation(*item[:-1]), item[-1]) for item in orjson.loads(raw)]

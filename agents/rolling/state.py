@@ -26,6 +26,8 @@ LatestKey = tuple[str, str, str, str]  # (scope, entity, metric, window family n
 # How long the latest final of a window family stays queryable after its window ended
 # (event time): a subject that went quiet still answers for a day.
 LATEST_RETENTION_MS = 24 * 3600 * 1000
+# Dedup ids per changelog record of the dedup journal.
+JOURNAL_CHUNK_IDS = 2048
 
 
 class Outcome(Enum):
@@ -300,7 +302,7 @@ class PartitionState:
     def take_persist(self, chunk_id: str) -> tuple[dict[str, bytes | None], int]:
         """What changed since the last call, as logical key -> value (None deletes).
 
-        `chunk_id` names the dedup journal chunk written now (unique within the partition).
+        `chunk_id` names the dedup journal chunks written now (unique within the partition).
         Returns the writes and how many keys they cover.
         """
         writes: dict[str, bytes | None] = {}
@@ -315,11 +317,14 @@ class PartitionState:
         if self._watermark_changed:
             writes[_key_name("w")] = orjson.dumps(self.watermark)
             self._watermark_changed = False
-        if self._new_seen:
-            newest = max(ts for _, ts in self._new_seen)
-            writes[_key_name("d", chunk_id)] = orjson.dumps(self._new_seen)
-            self._chunks.append((newest, chunk_id))
-            self._new_seen = []
+        # In chunks of a bounded size (an id is up to 129 characters): a journal record
+        # stays far below the 1 MiB a broker accepts by default, however big the flush.
+        for start in range(0, len(self._new_seen), JOURNAL_CHUNK_IDS):
+            entries = self._new_seen[start : start + JOURNAL_CHUNK_IDS]
+            name = f"{chunk_id}.{start // JOURNAL_CHUNK_IDS}"
+            writes[_key_name("d", name)] = orjson.dumps(entries)
+            self._chunks.append((max(ts for _, ts in entries), name))
+        self._new_seen = []
         for expired in self._expired_chunks:
             writes[_key_name("d", expired)] = None
         self._expired_chunks.clear()

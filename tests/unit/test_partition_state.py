@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.rolling import Emission, Outcome, PartitionState, WindowPlan
+from agents.rolling.state import JOURNAL_CHUNK_IDS
 from models.keyed import KeyedObservation
 from streams.durations import WindowSpec, parse_windows
 from tests.support.truth import Event, assert_matches, expected_figures, windows_holding
@@ -172,6 +173,26 @@ def test_duplicates_expire_after_the_ttl() -> None:
     assert state.offer(keyed(event), received_ms=0) is Outcome.COUNTED
     assert state.offer(keyed(event), received_ms=599_999) is Outcome.DUPLICATE
     assert state.offer(keyed(event), received_ms=600_000) is Outcome.COUNTED
+
+
+def test_a_big_flush_journals_its_ids_in_bounded_chunks_that_restore_whole() -> None:
+    plan = WindowPlan(SPECS, GRACE_MS)
+    state = PartitionState(plan, dedup_ttl_ms=600_000)
+    ids = [f"event-{i:05d}-" + "x" * 116 for i in range(5000)]  # 128 characters each
+    for i, event_id in enumerate(ids):
+        event = Event(event_id, "o1", f"s-{i % 50}", "temp", 1.0, 1_795_780_800_000 + i)
+        assert state.offer(keyed(event), received_ms=i) is Outcome.COUNTED
+
+    writes, _ = state.take_persist("flush-1")
+
+    journal = {name: value for name, value in writes.items() if name.startswith('["d"')}
+    assert len(journal) == -(-len(ids) // JOURNAL_CHUNK_IDS)
+    assert all(value is not None and len(value) < 512 * 1024 for value in journal.values())
+    restored = PartitionState(plan, dedup_ttl_ms=600_000)
+    restored.restore([(name, value) for name, value in writes.items() if value is not None])
+    for i, event_id in enumerate(ids):
+        event = Event(event_id, "o1", f"s-{i % 50}", "temp", 1.0, 1_795_780_800_000 + i)
+        assert restored.offer(keyed(event), received_ms=6000) is Outcome.DUPLICATE
 
 
 def test_subject_and_group_copies_are_not_duplicates_of_each_other() -> None:
