@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import Counter
 from collections.abc import Callable
 
+import orjson
 import pytest
 
 from tests.integration.faults.conftest import (
@@ -30,7 +32,7 @@ from tests.integration.faults.conftest import (
 )
 from tests.support.broker import Broker
 from tests.support.finals import assert_exact, wait_for_finals
-from tests.support.kafka_io import count_messages, create_topic
+from tests.support.kafka_io import count_messages, create_topic, read_topic
 from tests.support.worker import TopicNames, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -92,7 +94,14 @@ async def test_three_workers_then_one_more_then_one_less(
     await drain_then_flush(kafka, names, scenario)
     finals = await wait_for_finals(kafka, names, expected)
     if exactly_once:
-        assert_exact(finals, expected)
+        try:
+            assert_exact(finals, expected)
+        except AssertionError as exc:  # say whether the missing events are dead letters
+            letters = await read_topic(
+                bootstrap, names.deadletter, until=lambda _: False, deadline_s=5.0
+            )
+            reasons = Counter(orjson.loads(r.value).get("reason") for r in letters)
+            raise AssertionError(f"{exc}; dead letters by reason: {dict(reasons)}") from exc
     else:
         exact = assert_nothing_lost(finals, expected)
         late = await count_messages(bootstrap, names.deadletter)
