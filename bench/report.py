@@ -50,16 +50,23 @@ def table(rows: dict[str, dict[str, Any]], latency: dict[str, dict[str, Any]]) -
     lines = []
     for label, row in rows.items():
         lat = latency.get(label, {}) if row["workers"] == 1 else {}
-        behind = ""  # fell behind the rate: the figure is a lower bound
-        if lat.get("sent") and lat.get("processed", 0) < 0.99 * lat["sent"]:
-            behind = f" (behind: {lat['processed'] / lat['sent']:.0%} done)"
         lines.append(
             f"| {label} | {row['events']:,} | {_fmt(row['rate_median'])} | {_fmt(row['rate_min'])} "
             f"| {_fmt(row['rate_max'])} | {_fmt(row['cpu_per_100k'], '.1f')} "
             f"| {_fmt(row['broker_cpu_per_100k'], '.1f')} | {_fmt(row['peak_rss_mb'])} "
-            f"| {_fmt(lat.get('p50_ms'))} | {_fmt(lat.get('p99_ms'))}{behind} |"
+            f"| {_latency_cells(lat)} |"
         )
+    for label, lat in latency.items():  # measured for latency only
+        if label not in rows:
+            lines.append(f"| {label} | - | - | - | - | - | - | - | {_latency_cells(lat)} |")
     return head + "\n".join(lines)
+
+
+def _latency_cells(lat: dict[str, Any]) -> str:
+    behind = ""  # fell behind the rate: the figure is a lower bound
+    if lat.get("sent") and lat.get("processed", 0) < 0.99 * lat["sent"]:
+        behind = f" (behind: {lat['processed'] / lat['sent']:.0%} done)"
+    return f"{_fmt(lat.get('p50_ms'))} | {_fmt(lat.get('p99_ms'))}{behind}"
 
 
 _TARGETS = (
@@ -98,7 +105,7 @@ def targets(
         if ours in rows and theirs in rows:
             ratio = rows[ours]["rate_median"] / rows[theirs]["rate_median"]
             out.append({"target": text, "measured": f"{ratio:.2f}x", "met": ratio >= goal})
-    for label in ("insights-default", "insights-min-changes"):
+    for label in [name for name in latency if name.startswith("insights-")]:
         p99 = latency.get(label, {}).get("p99_ms")
         rate = latency.get(label, {}).get("rate")
         if p99 is not None:

@@ -196,7 +196,12 @@ def _run(
     )
     _say(f"preloaded {sent:,} events into {input_topic} in {time.monotonic() - t0:.1f}s")
 
-    plan = [(CANDIDATES[n], w) for n in names for w in (workers if n == SCALED else [1])]
+    plan = [
+        (CANDIDATES[n], w)
+        for n in names
+        if CANDIDATES[n].throughput
+        for w in (workers if n == SCALED else [1])
+    ]
     outcomes: list[Outcome] = []
     failures: list[str] = []
     for r in range(args.rounds):

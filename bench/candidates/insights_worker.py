@@ -6,13 +6,18 @@ state written, outputs sent: by the rolling agent, or by the ingest agent for co
 records) the observations it counted are added. Per fold, not per event. Settings
 come from the environment exactly as for `observer-insights worker`.
 BENCH_PROFILE=path writes a cProfile of the whole process there on exit.
+BENCH_TRACEMALLOC=path traces allocations (slow, about twice the memory) and writes the
+biggest live ones, by allocating call site, there on exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import cProfile
 import os
 import sys
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 from progress import Progress
@@ -49,6 +54,21 @@ RollingEngine._observe_latency = _observe  # type: ignore[method-assign]
 _windows = os.environ.pop("BENCH_INSIGHTS_WINDOWS", None)
 if _windows:
     streams.cli.load_settings = lambda: load_settings({**os.environ, "INSIGHTS_WINDOWS": _windows})  # type: ignore[assignment]
+
+
+def _write_allocations(path: str) -> None:
+    snapshot = tracemalloc.take_snapshot()
+    total = sum(stat.size for stat in snapshot.statistics("filename"))
+    lines = [f"live traced: {total / 1e6:.1f} MB"]
+    for stat in snapshot.statistics("traceback")[:25]:
+        lines.append(f"{stat.size / 1e6:8.1f} MB {stat.count:9,} blocks")
+        lines.extend(f"      {frame}" for frame in stat.traceback.format(most_recent_first=True))
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+if os.environ.get("BENCH_TRACEMALLOC"):
+    tracemalloc.start(4)
+    atexit.register(_write_allocations, os.environ["BENCH_TRACEMALLOC"])
 
 if __name__ == "__main__":
     sys.argv = ["observer-insights", "worker"]
