@@ -55,14 +55,15 @@ async def read_topic(
     *,
     until: Callable[[list[ConsumerRecord[Any, Any]]], bool],
     deadline_s: float = 60.0,
+    isolation_level: str = "read_committed",
 ) -> list[ConsumerRecord[Any, Any]]:
     """Read a topic from the beginning until `until(records)` holds or the deadline passes.
 
-    Returns what was read either way; the caller asserts on it. Reads committed records
-    only, so aborted transactions (exactly_once after a crash) are not seen.
+    Returns what was read either way; the caller asserts on it. By default reads committed
+    records only, so aborted transactions (exactly_once after a crash) are not seen.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level
     )
     await consumer.start()
     records: list[ConsumerRecord[Any, Any]] = []

@@ -466,3 +466,70 @@ def write_result(name: str, figures: dict[str, object]) -> None:
     folder = Path(__file__).resolve().parents[3] / "bench" / "results"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+
+
+async def explain_shortfall(
+    broker: Broker,
+    names: TopicNames,
+    scenario: Scenario,
+    finals: dict[Any, list[dict[str, Any]]],
+    expected: dict[Any, Any],
+) -> str:
+    """For windows whose final counts fewer events than ground truth: which of their events
+    the keyed topic holds (committed, or only in aborted transactions), and where in the
+    input the others are. Tells a record lost before the keyed hop from one lost after."""
+    short = [
+        key
+        for key, records in finals.items()
+        if key in expected and any(r["count"] < expected[key]["count"] for r in records)
+    ]
+    if not short:
+        return "no window is short"
+    bootstrap = broker.bootstrap_servers
+
+    def nothing(_: list[Any]) -> bool:
+        return False
+
+    keyed: dict[str, dict[tuple[str, str, str, str], list[tuple[int, int]]]] = {}
+    for isolation in ("read_committed", "read_uncommitted"):
+        found: dict[tuple[str, str, str, str], list[tuple[int, int]]] = {}
+        records = await read_topic(
+            bootstrap, names.keyed, until=nothing, deadline_s=8.0, isolation_level=isolation
+        )
+        for message in records:
+            for item in json.loads(message.value):
+                scope, entity, event_id, metric = item[0], item[1], item[2], item[6]
+                found.setdefault((scope, entity, metric, event_id), []).append(
+                    (message.partition, message.offset)
+                )
+        keyed[isolation] = found
+    inputs: dict[str, tuple[int, int]] = {}
+    for message in await read_topic(bootstrap, names.input, until=nothing, deadline_s=8.0):
+        event_id = json.loads(message.value)["event_id"]
+        inputs.setdefault(event_id, (message.partition, message.offset))
+    lines = []
+    for key in short[:3]:
+        scope, entity, metric, _, start, end = key
+        ids = sorted(
+            {
+                e.event_id
+                for e in scenario.events
+                if e.metric == metric
+                and start <= e.observed_ms < end
+                and (e.subject_id if scope == "subject" else e.group_id) == entity
+            }
+        )
+        committed = [i for i in ids if (scope, entity, metric, i) in keyed["read_committed"]]
+        aborted_only = [
+            i
+            for i in ids
+            if (scope, entity, metric, i) in keyed["read_uncommitted"] and i not in committed
+        ]
+        absent = [i for i in ids if i not in committed and i not in aborted_only]
+        lines.append(
+            f"{key}: final {min(r['count'] for r in finals[key])} of {len(ids)}; in the keyed "
+            f"topic committed {len(committed)}, only in aborted transactions "
+            f"{[(i, inputs.get(i)) for i in aborted_only][:10]}, not at all (input partition, "
+            f"offset) {[(i, inputs.get(i)) for i in absent][:10]}"
+        )
+    return f"{len(short)} windows short; " + "; ".join(lines)

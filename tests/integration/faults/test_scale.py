@@ -24,6 +24,7 @@ from tests.integration.faults.conftest import (
     assert_nothing_lost,
     assert_spread,
     drain_then_flush,
+    explain_shortfall,
     metric,
     produce_paced,
     spread_scenario,
@@ -96,12 +97,14 @@ async def test_three_workers_then_one_more_then_one_less(
     if exactly_once:
         try:
             assert_exact(finals, expected)
-        except AssertionError as exc:  # say whether the missing events are dead letters
+        except AssertionError as exc:  # say where the missing events were lost
             letters = await read_topic(
                 bootstrap, names.deadletter, until=lambda _: False, deadline_s=5.0
             )
             reasons = Counter(orjson.loads(r.value).get("reason") for r in letters)
-            raise AssertionError(f"{exc}; dead letters by reason: {dict(reasons)}") from exc
+            where = await explain_shortfall(kafka, names, scenario, finals, expected)
+            msg = f"{exc}; dead letters by reason: {dict(reasons)}; {where}"
+            raise AssertionError(msg) from exc
     else:
         exact = assert_nothing_lost(finals, expected)
         late = await count_messages(bootstrap, names.deadletter)
