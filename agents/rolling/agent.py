@@ -34,6 +34,7 @@ from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_m
 from models.keyed import Chunk, KeyedObservation, decode_envelope
 from streams.faust_compat import (
     commit_gate,
+    forget_partitions,
     key_partition,
     owned_partitions,
     send_caused_by,
@@ -104,17 +105,29 @@ class RollingEngine:
         # of the observations it will make durable (for the latency histogram).
         self._waiters: dict[int, list[Callable[[], None]]] = {}
         self._unobserved: dict[int, list[int]] = {}
+        # Whether the table holds the changelog of the current assignment: false from a
+        # revocation (which drops the revoked partitions' keys) until recovery has replayed it.
+        self.table_ready = False
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.on_rebalance_complete.connect(self._on_recovered)
 
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         revoked: Iterable[TP] = args[0] if args else kwargs.get("revoked", ())
-        for tp in revoked:
-            if tp.topic == self.keyed_topic:
-                self.partitions.pop(tp.partition, None)
-                self.last_activity.pop(tp.partition, None)
-                self.last_changes.pop(tp.partition, None)
-                self._waiters.pop(tp.partition, None)  # never durable here: not acknowledged
-                self._unobserved.pop(tp.partition, None)
+        partitions = {tp.partition for tp in revoked if tp.topic == self.keyed_topic}
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+            self.last_activity.pop(partition, None)
+            self.last_changes.pop(partition, None)
+            self._waiters.pop(partition, None)  # never durable here: not acknowledged
+            self._unobserved.pop(partition, None)
+        # Recovery rebuilds them from the changelog, with committed writes only.
+        self.table_ready = False
+        dropped = forget_partitions(self.table, partitions)
+        if dropped:
+            logger.info("table_partitions_dropped", partitions=sorted(partitions), keys=dropped)
+
+    def _on_recovered(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self.table_ready = True
 
     # -- state ------------------------------------------------------------------------
 
@@ -148,7 +161,7 @@ class RollingEngine:
         """The partition of an entity and its state on this worker (None: not owned here)."""
         kafka_key = (entity if scope == "subject" else f"group:{entity}").encode()
         partition = key_partition(self.app, self.keyed_topic, kafka_key)
-        owned = partition in self.owned_partitions()
+        owned = self.table_ready and partition in self.owned_partitions()
         return partition, (self.state_for(partition) if owned else None)
 
     @property
@@ -193,9 +206,10 @@ class RollingEngine:
         flush waits for Kafka would break that).
         """
         async with self._flush_lock(partition):
-            if partition not in self.owned_partitions():
-                # Revoked while this batch was in hand: the new owner replays it (Faust
-                # discards commits of revoked partitions); writing here would corrupt its state.
+            if not self.table_ready or partition not in self.owned_partitions():
+                # Fetched before a rebalance (every rebalance seeks back to the committed
+                # offsets: it is fetched again), and the partition is another worker's or
+                # its table not recovered yet: folding it in here would corrupt the state.
                 return False
             state = self.state_for(partition)
             self.last_activity[partition] = time.monotonic()
@@ -259,7 +273,7 @@ class RollingEngine:
 
     def _stable(self) -> bool:
         recovery: Any = getattr(self.app.tables, "recovery")  # noqa: B009  (untyped in Faust)
-        return not self.app.rebalancing and recovery.completed.is_set()
+        return self.table_ready and not self.app.rebalancing and recovery.completed.is_set()
 
     def owned_partitions(self) -> set[int]:
         """Keyed-topic partitions in the consumer's assignment right now."""
