@@ -23,7 +23,6 @@ import faust
 import structlog
 from faust import streams as _faust_streams
 from faust.events import Event
-from faust.stores.memory import Store as MemoryStore
 from faust.types import Message
 
 __all__ = [
@@ -34,7 +33,6 @@ __all__ = [
     "commit_sent_transactions",
     "committed_offset",
     "copartitioned",
-    "forget_partitions",
     "install_batch_lane",
     "install_fetch_fast_path",
     "install_rebalance_fixes",
@@ -105,33 +103,6 @@ def write_table(
                 table.data[key] = value
                 deliveries.append(table.send_changelog(partition, key, value))
     return deliveries
-
-
-def forget_partitions(table: Any, partitions: set[int]) -> int:
-    """Drop the keys of `partitions` (keys start `b"<partition>|"`) from an in-memory
-    table; returns how many. Called when they are revoked.
-
-    Why: `write_table` puts a value into `table.data` when it is sent, before Kafka has it.
-    Under `exactly_once`, if that transaction is then aborted, the changelog never gets the
-    record but `table.data` keeps it. At the next assignment Faust's recovery replays the
-    whole changelog into the in-memory table (its offsets start from the beginning), which
-    restores every key the changelog has, but not a key only the aborted write made: e.g.
-    a dedup journal chunk naming events whose offsets were not committed. Folding those
-    again, the engine took them for duplicates and they were lost. Dropping the partition's
-    keys first makes the table exactly what the changelog holds committed. A RocksDB store
-    is left alone: its recovery resumes from a persisted offset and would not bring them
-    back. Upstream change that would remove it: a table write that lands in the store only
-    once its transaction commits.
-    """
-    store: Any = table.data
-    if not isinstance(store, MemoryStore) or not partitions:
-        return 0
-    prefixes = tuple(f"{partition}|".encode() for partition in partitions)
-    stale = [key for key in store.data if key.startswith(prefixes)]
-    for key in stale:
-        del store.data[key]
-        store._key_partition.pop(key, None)
-    return len(stale)
 
 
 async def send_caused_by(

@@ -34,7 +34,6 @@ from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_m
 from models.keyed import Chunk, KeyedObservation, decode_envelope
 from streams.faust_compat import (
     commit_gate,
-    forget_partitions,
     key_partition,
     owned_partitions,
     send_caused_by,
@@ -106,7 +105,7 @@ class RollingEngine:
         self._waiters: dict[int, list[Callable[[], None]]] = {}
         self._unobserved: dict[int, list[int]] = {}
         # Whether the table holds the changelog of the current assignment: false from a
-        # revocation (which drops the revoked partitions' keys) until recovery has replayed it.
+        # revocation until recovery has replayed it.
         self.table_ready = False
         app.on_partitions_revoked.connect(self._on_revoked)
         app.on_rebalance_complete.connect(self._on_recovered)
@@ -120,11 +119,8 @@ class RollingEngine:
             self.last_changes.pop(partition, None)
             self._waiters.pop(partition, None)  # never durable here: not acknowledged
             self._unobserved.pop(partition, None)
-        # Recovery rebuilds them from the changelog, with committed writes only.
-        self.table_ready = False
-        dropped = forget_partitions(self.table, partitions)
-        if dropped:
-            logger.info("table_partitions_dropped", partitions=sorted(partitions), keys=dropped)
+        if partitions:
+            self.table_ready = False  # until recovery has replayed the new assignment
 
     def _on_recovered(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         self.table_ready = True

@@ -12,9 +12,8 @@ from typing import Any
 import faust
 import pytest
 from faust.tables.base import Collection
-from faust.types import TP
 
-from streams.faust_compat import forget_partitions, write_table, writing_partition
+from streams.faust_compat import write_table, writing_partition
 
 
 @pytest.fixture
@@ -302,27 +301,3 @@ async def test_recovery_polls_its_changelog_queue_every_second(
     assert await recovery_module.asyncio.wait_for(asyncio.sleep(0, 8), timeout=0.5) == 8
     assert asked == [1.0, 0.5]
     assert recovery_module.asyncio.Event is asyncio.Event  # the rest is asyncio's own
-
-
-def test_recovery_replays_an_in_memory_table_from_the_start_at_every_assignment(
-    app: faust.App,
-) -> None:
-    # What `forget_partitions` relies on: a revoked partition's offsets are forgotten and an
-    # in-memory store persists none, so recovery reads its changelog from the beginning and
-    # puts back every key the changelog holds committed.
-    from faust.tables.recovery import Recovery
-
-    table = app.Table("pin-replay", key_type=bytes, value_type=bytes)
-    assert table.persisted_offset(TP(table.changelog_topic.get_topic_name(), 0)) is None
-    assert "self.active_offsets.pop(tp, None)" in inspect.getsource(Recovery.revoke)
-
-
-def test_forget_partitions_drops_exactly_the_revoked_partitions_keys(app: faust.App) -> None:
-    table = app.Table("pin-forget", key_type=bytes, value_type=bytes)
-    for key in (b"1|a", b"1|b", b"11|a", b"2|a", b"3|a"):
-        table.data[key] = b"v"
-
-    assert forget_partitions(table, {1, 3}) == 3
-
-    assert sorted(table.data.keys()) == [b"11|a", b"2|a"]
-    assert forget_partitions(table, set()) == 0
