@@ -231,7 +231,7 @@ class RunSpec:
             env["BENCH_PROFILE"] = str(Path(os.environ["BENCH_PROFILE_DIR"]) / f"{rid}-{i}.prof")
         if os.environ.get("BENCH_TRACEMALLOC_DIR"):
             env["BENCH_TRACEMALLOC"] = str(
-                Path(os.environ["BENCH_TRACEMALLOC_DIR"]) / f"{rid}-{i}.allocations.txt"
+                Path(os.environ["BENCH_TRACEMALLOC_DIR"]) / f"{rid}-{self.workdir.name}-{i}.txt"
             )
         return env
 

@@ -256,16 +256,27 @@ class RollingEngine:
 
     async def tick(self) -> None:
         """Timer: load silent assigned partitions, close idle ones by wall clock, and
-        publish coalesced changes that are due."""
+        publish coalesced changes that are due. The partitions flush concurrently, so
+        their round trips to Kafka overlap (each has its own lock and state)."""
         if not self._stable():
             return
         for partition in self.owned_partitions():
             self.state_for(partition)
         now = time.monotonic()
         wall_ms = int(time.time() * 1000)
-        for partition, state in list(self.partitions.items()):
-            idle = now - self.last_activity.get(partition, now) >= self.settings.idle_timeout_s
-            await self.flush(partition, state, advance_to_ms=wall_ms if idle else None)
+        idle_s = self.settings.idle_timeout_s
+        await asyncio.gather(
+            *(
+                self.flush(
+                    partition,
+                    state,
+                    advance_to_ms=wall_ms
+                    if now - self.last_activity.get(partition, now) >= idle_s
+                    else None,
+                )
+                for partition, state in list(self.partitions.items())
+            )
+        )
 
     def _stable(self) -> bool:
         recovery: Any = getattr(self.app.tables, "recovery")  # noqa: B009  (untyped in Faust)
