@@ -16,7 +16,14 @@ from pydantic import BaseModel, ValidationError
 from models.deadletter import DeadLetterReason, FieldError
 from models.observation import SCHEMA_VERSION, Observation
 
-__all__ = ["DecodeError", "decode_observation", "dumps", "loads_model", "parse_json"]
+__all__ = [
+    "DecodeError",
+    "decode_observation",
+    "dumps",
+    "loads_model",
+    "parse_json",
+    "right_sized",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,6 +96,14 @@ def decode_observation(raw: bytes | None, *, max_bytes: int) -> Observation:
 def dumps(record: BaseModel) -> bytes:
     """A record as compact JSON bytes, timestamps in the contract's UTC format."""
     return orjson.dumps(record.model_dump(mode="json"))
+
+
+def right_sized(raw: bytes) -> bytes:
+    """A copy of `raw` that occupies its length, for bytes kept long (table values, records
+    kept for queries). orjson >= 3.12 returns `dumps` output in a buffer of at least 4 KiB
+    that it never shrinks (ijl/orjson#483; Home Assistant trims the same way): 100,000
+    kept state values held 400 MB more than their content. ~0.2 µs."""
+    return bytes(memoryview(raw))
 
 
 def loads_model(model: type[M], raw: bytes) -> M:

@@ -25,6 +25,8 @@ from faust import streams as _faust_streams
 from faust.events import Event
 from faust.types import Message
 
+from models.codec import right_sized
+
 __all__ = [
     "BatchLane",
     "CommitGate",
@@ -100,6 +102,7 @@ def write_table(
                     table.send_changelog(partition, key, None, value_serializer="raw")
                 )
             else:
+                value = right_sized(value)  # kept in the table for as long as the key lives
                 table.data[key] = value
                 deliveries.append(table.send_changelog(partition, key, value))
     return deliveries

@@ -16,6 +16,7 @@ import orjson
 from agents.anomaly import AnomalyConfig, BaselineState, Detection
 from agents.rolling.aggregate import Aggregate, Summary
 from agents.rolling.windows import Window, WindowPlan
+from models.codec import right_sized
 from models.keyed import KeyedObservation
 
 __all__ = ["Emission", "Outcome", "PartitionState", "StateKey"]
@@ -256,7 +257,7 @@ class PartitionState:
         latest_key: LatestKey = (*key, family)
         previous = self._latest.get(latest_key)
         if previous is None or end_ms >= previous[0]:
-            self._latest[latest_key] = (end_ms, record)
+            self._latest[latest_key] = (end_ms, right_sized(record))
             self._latest_changed.add(latest_key)
             self._latest_removed.discard(latest_key)
             heapq.heappush(self._latest_heap, (end_ms, latest_key))
