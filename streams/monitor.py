@@ -1,4 +1,5 @@
-"""Periodic gauges: consumer lag and assigned partitions per topic, rolling state size."""
+"""Periodic gauges: consumer lag and assigned partitions per topic, rolling state size; and
+freed heap memory handed back to the system."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiokafka.errors import IllegalStateError
 
 from agents.rolling import RollingEngine
 from streams.faust_compat import committed_offset
+from streams.heap import heap_trimmer
 from streams.metrics import Metrics
 
 __all__ = ["attach_monitor", "refresh_gauges"]
@@ -20,10 +22,12 @@ _INTERVAL_S: Final = 2.0
 def attach_monitor(app: faust.App, metrics: Metrics, engine: RollingEngine) -> None:
     """Register a timer that refreshes the gauges every couple of seconds."""
     seen: set[tuple[str, str]] = set()
+    trim_heap = heap_trimmer()
 
     @app.timer(interval=_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def refresh() -> None:
         await refresh_gauges(app, metrics, engine, seen)
+        trim_heap()
 
 
 async def refresh_gauges(
