@@ -35,6 +35,7 @@ from models.keyed import Chunk, KeyedObservation, decode_envelope
 from streams.faust_compat import (
     commit_gate,
     key_partition,
+    never_commit,
     owned_partitions,
     send_caused_by,
     write_table,
@@ -186,8 +187,14 @@ class RollingEngine:
             received_ms = int(message.timestamp * 1000)
             chunk = (decode_envelope(message.value), received_ms)
             chunks.setdefault(message.partition, []).append(chunk)
-        for partition, partition_chunks in chunks.items():
-            await self.fold(partition, partition_chunks)
+        refused = {
+            partition
+            for partition, partition_chunks in chunks.items()
+            if not await self.fold(partition, partition_chunks)
+        }
+        for event in events:  # fetched again from the committed offset: not to be committed
+            if event.message.partition in refused:
+                never_commit(event.message)
         self.metrics.batch_seconds.labels(agent="rolling").observe(time.perf_counter() - started)
 
     async def fold(self, partition: int, chunks: list[Chunk], *, defer: bool = False) -> bool:

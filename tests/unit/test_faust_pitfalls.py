@@ -301,3 +301,32 @@ async def test_recovery_polls_its_changelog_queue_every_second(
     assert await recovery_module.asyncio.wait_for(asyncio.sleep(0, 8), timeout=0.5) == 8
     assert asked == [1.0, 0.5]
     assert recovery_module.asyncio.Event is asyncio.Event  # the rest is asyncio's own
+
+
+def test_the_consumer_commits_no_offset_of_a_message_marked_never_commit() -> None:
+    # `never_commit` relies on Consumer.ack skipping a message already marked acknowledged.
+    from collections import defaultdict
+
+    from faust.transport.consumer import Consumer
+    from faust.types import TP, Message
+
+    from streams.faust_compat import never_commit
+
+    def message(offset: int) -> Message:
+        return Message("keyed", 0, offset, 0.0, 0, [], None, b"v", None)
+
+    consumer: Any = SimpleNamespace(
+        app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True)),
+        _committed_offset=defaultdict(lambda: None),
+        _acked=defaultdict(list),
+        _acked_index=defaultdict(set),
+        _unacked_messages=set(),
+        _n_acked=0,
+        _waiting_for_ack=None,
+    )
+    refused, kept = message(5), message(6)
+    never_commit(refused)
+
+    assert Consumer.ack(consumer, refused) is False
+    assert Consumer.ack(consumer, kept) is True
+    assert consumer._acked[TP("keyed", 0)] == [6]
