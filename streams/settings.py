@@ -170,7 +170,10 @@ class Settings(BaseSettings):
     flush_interval_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=60)] = Field(
         1.0,
         alias="INSIGHTS_FLUSH_INTERVAL",
-        description="how often coalesced window updates are emitted",
+        description=(
+            "how often coalesced window updates are emitted (lower: less latency, more "
+            "output records and changelog writes)"
+        ),
     )
     dedup_ttl_s: Seconds = Field(
         600.0, alias="INSIGHTS_DEDUP_TTL", description="how long an `event_id` is remembered"
