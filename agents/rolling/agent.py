@@ -199,7 +199,8 @@ class RollingEngine:
 
     async def fold(self, partition: int, chunks: list[Chunk], *, defer: bool = False) -> bool:
         """Offer keyed records (with their traceparents) to a partition's state, then flush
-        it; False, and nothing folded, when the partition is not assigned here. With
+        it. False when nothing of them is durable here: the partition is not assigned here
+        or its table not recovered yet, or it was revoked before its flush persisted. With
         `defer` the flush is left to the timer (every `INSIGHTS_FLUSH_INTERVAL`): one
         changelog write per key per interval instead of per batch; `when_durable` tells
         when it has happened.
@@ -240,7 +241,7 @@ class RollingEngine:
                 await self._dead_letter_late(partition, record, state)
             self._unobserved.setdefault(partition, []).extend(sources_ms)
             if not defer:
-                await self._flush(partition, state)
+                return await self._flush(partition, state)
         return True
 
     def when_durable(self, partition: int, callback: Callable[[], None]) -> bool:
@@ -276,12 +277,11 @@ class RollingEngine:
             *(
                 self.flush(
                     partition,
-                    state,
                     advance_to_ms=wall_ms
                     if now - self.last_activity.get(partition, now) >= idle_s
                     else None,
                 )
-                for partition, state in list(self.partitions.items())
+                for partition in list(self.partitions)
             )
         )
 
@@ -299,9 +299,7 @@ class RollingEngine:
             lock = self._flush_locks[partition] = asyncio.Lock()
         return lock
 
-    async def flush(
-        self, partition: int, state: PartitionState, *, advance_to_ms: int | None = None
-    ) -> None:
+    async def flush(self, partition: int, *, advance_to_ms: int | None = None) -> None:
         """Send finals, due changes, anomalies and the consensus of closed windows, wait
         until Kafka has them, then write the changed state to the changelog table.
 
@@ -309,14 +307,23 @@ class RollingEngine:
         changelog while the final is not in Kafka (a crash between the two would lose it);
         the other way round, a crash only repeats outputs (at-least-once). One flush per
         partition at a time (the timer and the agents both flush); `advance_to_ms` first
-        moves the watermark of an idle partition to the wall clock.
+        moves the watermark of an idle partition to the wall clock. The state is looked up
+        under the lock: one taken before it may have been replaced meanwhile (a rebalance
+        drops it and the next fold restores a new one), and writing the old one would
+        overwrite newer state in the changelog.
         """
         async with self._flush_lock(partition):
+            state = self.partitions.get(partition)
+            if state is None:
+                return
             if advance_to_ms is not None:
                 state.advance(advance_to_ms)
             await self._flush(partition, state)
 
-    async def _flush(self, partition: int, state: PartitionState) -> None:
+    async def _flush(self, partition: int, state: PartitionState) -> bool:
+        """False, and the partition's state dropped unpersisted, when it is not this
+        worker's any more (before or while sending): the caller must not acknowledge what
+        it folded in."""
         # Coalesced changes go out once per flush interval per partition: due from 3/4 of
         # it, so a timer tick that comes a little early does not hold them a whole interval.
         now = time.monotonic()
@@ -324,9 +331,9 @@ class RollingEngine:
         changes = since >= self.settings.flush_interval_s * _CHANGES_DUE
         waiters = self._waiters.pop(partition, [])
         sources_ms = self._unobserved.pop(partition, [])
-        if partition not in self.owned_partitions():
-            self.partitions.pop(partition, None)  # revoked meanwhile: the new owner has it
-            return
+        if partition not in self.owned_partitions() or self.partitions.get(partition) is not state:
+            self._drop_unpersisted(partition, state, "revoked before the flush")
+            return False
         finals = state.take_finals()
         emitted_at = utc_now()
         # A key's trace parent waits for the next record sent for that key (changes may be
@@ -345,15 +352,27 @@ class RollingEngine:
             ]
             await asyncio.gather(*deliveries)
             counts.update(topic for topic, _, _, _ in piece)
-            if partition not in self.owned_partitions():
-                self.partitions.pop(partition, None)  # revoked while sending: not ours
-                return
+            if (
+                partition not in self.owned_partitions()
+                or self.partitions.get(partition) is not state
+            ):
+                self._drop_unpersisted(partition, state, "revoked while sending")
+                return False
         await self._persist(partition, state)
         for topic, count in counts.items():
             self.metrics.records_emitted.labels(topic=topic).inc(count)
         self._observe_latency(sources_ms)
         for waiter in waiters:
             waiter()
+        return True
+
+    def _drop_unpersisted(self, partition: int, state: PartitionState, reason: str) -> None:
+        """Forget a partition's state whose latest changes were not persisted (its next
+        owner, maybe this worker again, restores it from the changelog). A newer state
+        object of the partition (restored since) is left alone."""
+        if self.partitions.get(partition) is state:
+            del self.partitions[partition]
+        logger.warning("partition_state_dropped_unpersisted", partition=partition, reason=reason)
 
     def _outgoing(
         self,
