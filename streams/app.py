@@ -17,10 +17,12 @@ from agents.rolling import attach_rolling
 from streams.faust_compat import (
     install_batch_lane,
     install_fetch_fast_path,
+    install_fetch_max_wait,
     install_rebalance_fixes,
     install_recovery_idle_poll,
     install_transaction_fixes,
     install_wait_empty_bound,
+    set_fetch_max_wait,
 )
 from streams.health import Readiness, install_health_views
 from streams.kafka import ssl_context
@@ -110,6 +112,7 @@ def create_app(
     metrics = metrics or Metrics()
     tracing = tracing or Tracing()
     install_fetch_fast_path()
+    install_fetch_max_wait()
     install_rebalance_fixes()
     install_recovery_idle_poll()
     install_transaction_fixes()
@@ -117,6 +120,7 @@ def create_app(
     install_wait_empty_bound()
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_options(settings))
+    set_fetch_max_wait(app, round(settings.fetch_max_wait_s * 1000))
     topics = declare_topics(app, settings)
     sink = DeadLetterSink(app, settings.deadletter_topic, metrics)
     tables = declare_tables(app, settings)

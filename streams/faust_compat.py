@@ -37,6 +37,7 @@ __all__ = [
     "copartitioned",
     "install_batch_lane",
     "install_fetch_fast_path",
+    "install_fetch_max_wait",
     "install_rebalance_fixes",
     "install_recovery_idle_poll",
     "install_transaction_fixes",
@@ -45,6 +46,7 @@ __all__ = [
     "never_commit",
     "owned_partitions",
     "send_caused_by",
+    "set_fetch_max_wait",
     "write_table",
     "writing_partition",
 ]
@@ -605,6 +607,40 @@ def install_transaction_fixes() -> None:
     AIOKafkaDriverProducer.commit_transactions = commit_transactions  # type: ignore[method-assign]
     TransportConsumer._commit_tps = _commit_tps  # type: ignore[method-assign]
     TransactionManager.on_rebalance = on_rebalance  # type: ignore[method-assign]
+
+
+_fetch_max_wait_ms: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def set_fetch_max_wait(app: faust.App, milliseconds: int) -> None:
+    """How long a fetch may wait at the broker for data (Kafka's `fetch.max.wait.ms`) for
+    `app`'s consumer, instead of the 1,500 ms Faust hard-codes.
+
+    A broker holds a fetch until data arrives or this time passes; one that does not
+    answer as soon as data arrives (the embedded broker) holds every fetch that found
+    nothing for the full time. Measured on it, 5,000 events/s, tumbling 60 s, emit
+    changes: event-to-insight p50 1,981 ms and p99 3,346 ms at Faust's 1,500 ms, 591 ms
+    and 1,713 ms at 100 ms. Takes effect for consumers created afterwards (install with
+    `install_fetch_max_wait`). Upstream change that would remove it: a Faust setting.
+    """
+    _fetch_max_wait_ms[app] = milliseconds
+
+
+@_install_once
+def install_fetch_max_wait() -> None:
+    """Apply `set_fetch_max_wait` when Faust creates the worker's consumer."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    create_original = AIOKafkaConsumerThread._create_worker_consumer
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create_original(self, transport)
+        wait_ms = _fetch_max_wait_ms.get(self.app)
+        if wait_ms is not None:
+            consumer._fetch_max_wait_ms = wait_ms  # read by start(), which builds the fetcher
+        return consumer
+
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
 
 
 class BatchLane:

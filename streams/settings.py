@@ -211,6 +211,15 @@ class Settings(BaseSettings):
         description="consumer-group session timeout (how fast a dead replica is noticed)",
     )
 
+    fetch_max_wait_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=10)] = Field(
+        0.1,
+        alias="INSIGHTS_FETCH_MAX_WAIT",
+        description=(
+            "longest a fetch waits at the broker for data (`fetch.max.wait.ms`; Faust's own "
+            "1.5s added up to seconds of latency)"
+        ),
+    )
+
     shutdown_timeout_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=600)] = Field(
         20.0,
         alias="INSIGHTS_SHUTDOWN_TIMEOUT",

@@ -330,3 +330,22 @@ def test_the_consumer_commits_no_offset_of_a_message_marked_never_commit() -> No
     assert Consumer.ack(consumer, refused) is False
     assert Consumer.ack(consumer, kept) is True
     assert consumer._acked[TP("keyed", 0)] == [6]
+
+
+async def test_the_worker_consumer_fetch_wait_is_ours_not_faust_s_1500_ms() -> None:
+    from streams.faust_compat import install_fetch_max_wait, set_fetch_max_wait
+
+    install_fetch_max_wait()
+    ours = faust.App("pin-fetch-wait", broker="kafka://127.0.0.1:1", autodiscover=False)
+    set_fetch_max_wait(ours, 100)
+    untouched = faust.App("pin-fetch-wait-2", broker="kafka://127.0.0.1:1", autodiscover=False)
+
+    def created(app: faust.App) -> Any:
+        return app.consumer._thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
+
+    consumers = [created(ours), created(untouched)]
+    try:
+        assert [c._fetch_max_wait_ms for c in consumers] == [100, 1500]  # 1500: Faust's own
+    finally:
+        for consumer in consumers:
+            await consumer.stop()
