@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import faust
 import structlog
@@ -56,6 +56,7 @@ _LATENCY_SAMPLES: Final = 64
 _CHANGES_DUE: Final = 0.75
 _SEND_SLICE: Final = 4096  # records (or changelog writes) in flight per flush at a time
 
+_T = TypeVar("_T")
 _Outgoing = tuple[str, bytes, bytes, Context | None]  # topic, key, value, trace parent
 
 
@@ -331,7 +332,7 @@ class RollingEngine:
         changes = since >= self.settings.flush_interval_s * _CHANGES_DUE
         waiters = self._waiters.pop(partition, [])
         sources_ms = self._unobserved.pop(partition, [])
-        if partition not in self.owned_partitions() or self.partitions.get(partition) is not state:
+        if not self._holds(partition, state):
             self._drop_unpersisted(partition, state, "revoked before the flush")
             return False
         finals = state.take_finals()
@@ -345,17 +346,14 @@ class RollingEngine:
         outgoing = self._outgoing(state, finals, changes, emitted_at, parents)
         # In slices: a flush of many keys (a backlog, a burst of new keys) holds one slice
         # of records and their futures at a time, not all of them.
-        while piece := list(itertools.islice(outgoing, _SEND_SLICE)):
+        for piece in _slices(outgoing):
             deliveries = [
                 await self._send(partition, topic, key, value, parent)
                 for topic, key, value, parent in piece
             ]
             await asyncio.gather(*deliveries)
             counts.update(topic for topic, _, _, _ in piece)
-            if (
-                partition not in self.owned_partitions()
-                or self.partitions.get(partition) is not state
-            ):
+            if not self._holds(partition, state):
                 self._drop_unpersisted(partition, state, "revoked while sending")
                 return False
         await self._persist(partition, state)
@@ -365,6 +363,10 @@ class RollingEngine:
         for waiter in waiters:
             waiter()
         return True
+
+    def _holds(self, partition: int, state: PartitionState) -> bool:
+        """Whether `state` is still the partition's, and the partition still this worker's."""
+        return partition in self.owned_partitions() and self.partitions.get(partition) is state
 
     def _drop_unpersisted(self, partition: int, state: PartitionState, reason: str) -> None:
         """Forget a partition's state whose latest changes were not persisted (its next
@@ -416,9 +418,8 @@ class RollingEngine:
         if not writes:
             return
         prefix = f"{partition}|"
-        items = iter(writes.items())
-        while piece := dict(itertools.islice(items, _SEND_SLICE)):
-            changed = {(prefix + name).encode(): value for name, value in piece.items()}
+        for piece in _slices(writes.items()):
+            changed = {(prefix + name).encode(): value for name, value in piece}
             await asyncio.gather(
                 *write_table(self.app, self.table, self.keyed_topic, partition, changed)
             )
@@ -473,6 +474,13 @@ class RollingEngine:
             errors=[FieldError(field="observed_at", message=message)],
             event_id=record.event_id,
         )
+
+
+def _slices(items: Iterable[_T]) -> Iterator[list[_T]]:
+    """`items` in lists of up to `_SEND_SLICE`, taken lazily: what a flush holds at once."""
+    iterator = iter(items)
+    while piece := list(itertools.islice(iterator, _SEND_SLICE)):
+        yield piece
 
 
 def attach_rolling(
