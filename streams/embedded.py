@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -29,12 +30,25 @@ logger = structlog.get_logger(__name__)
 _PR_SET_PDEATHSIG: Final = 1
 _START_DEADLINE_S: Final = 30.0
 
+_handed_out: set[tuple[str, int]] = set()
+_handed_out_lock = threading.Lock()
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that is free on `host` right now and not handed out before by this process.
+
+    The kernel may offer a port again as soon as the probing socket closes, so two calls
+    made before either port is bound (a worker's web and metrics ports) could return the
+    same one; ports already handed out are skipped.
+    """
+    with _handed_out_lock:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+            if (host, port) not in _handed_out:
+                _handed_out.add((host, port))
+                return port
 
 
 def wait_for_port(host: str, port: int, deadline_s: float) -> bool:
