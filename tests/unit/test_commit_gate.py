@@ -276,3 +276,37 @@ async def test_a_rebalance_stops_every_producer_whose_partition_is_not_active_he
     # 0: not assigned at all; 2: assigned as a standby only; 1: active, kept as it is.
     assert sorted(producer._transaction_producers) == ["app-1-1"]
     assert log == ["stop app-1-0", "stop app-1-2"]
+
+
+async def test_ending_the_transactions_waits_out_a_running_commit_then_commits() -> None:
+    # Faust's commit() only waits for a commit already running (the commit timer's, which
+    # begins new transactions) and returns: at a revocation the transactions stayed open.
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    assert install_transaction_fixes()
+    commits: list[bool] = []
+    timer_commit_may_end = asyncio.Event()
+
+    async def force_commit(topics: Any = None, start_new_transaction: bool = True) -> bool:
+        commits.append(start_new_transaction)
+        if start_new_transaction:
+            await timer_commit_may_end.wait()
+        return True
+
+    consumer: Any = SimpleNamespace(
+        app=SimpleNamespace(client_only=False),
+        loop=asyncio.get_running_loop(),
+        _commit_fut=None,
+        force_commit=force_commit,
+    )
+    for name in ("commit", "maybe_wait_for_commit_to_finish", "commit_and_end_transactions"):
+        setattr(consumer, name, getattr(TransportConsumer, name).__get__(consumer))
+
+    timer_commit = asyncio.ensure_future(consumer.commit())
+    await asyncio.sleep(0)  # the timer's commit is running
+    ending = asyncio.ensure_future(consumer.commit_and_end_transactions())
+    await asyncio.sleep(0)
+    assert commits == [True]
+    timer_commit_may_end.set()
+    await asyncio.wait_for(asyncio.gather(timer_commit, ending), timeout=5)
+    assert commits == [True, False]  # the transactions were ended after the timer's commit
