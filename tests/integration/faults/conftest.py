@@ -538,6 +538,45 @@ async def explain_shortfall(
             f"{key}: final {min(r['count'] for r in finals[key])} of {len(ids)}; in the keyed "
             f"topic committed {len(committed)}, only in aborted transactions "
             f"{[(i, inputs.get(i)) for i in aborted_only][:10]}, not at all (input partition, "
-            f"offset) {[(i, inputs.get(i)) for i in absent][:10]}"
+            f"offset) {[(i, inputs.get(i)) for i in absent][:10]}; "
+            + await _changelog_history(bootstrap, names, key, ids)
         )
     return f"{len(short)} windows short; " + "; ".join(lines)
+
+
+async def _changelog_history(
+    bootstrap: str, names: TopicNames, key: tuple[Any, ...], ids: list[str]
+) -> str:
+    """How the state of one short window went in the rolling-state changelog: the window's
+    count at each committed write of its key (and the aborted ones), and which of its
+    events the dedup journal holds. A count that goes down is state that went back."""
+    scope, entity, metric, _, start, end = key
+    partition = partition_of(entity.encode() if scope == "subject" else f"group:{entity}".encode())
+    prefix = f"{partition}|".encode()
+    name = json.dumps(["a", scope, entity, metric], separators=(",", ":"))  # as orjson writes
+    aggregate_key = prefix + name.encode()
+    journal_prefix = prefix + b'["d",'
+    dedup_keys = {scope[0] + event_id for event_id in ids}
+    changelog = f"{names.app_id}-rolling-state-changelog"
+    parts = []
+    for isolation in ("read_committed", "read_uncommitted"):
+        records = await read_topic(
+            bootstrap, changelog, until=lambda _: False, deadline_s=8.0, isolation_level=isolation
+        )
+        counts: list[tuple[int, int]] = []
+        journaled: set[str] = set()
+        for message in records:
+            if message.partition != partition or message.value is None:
+                continue
+            if message.key == aggregate_key:
+                _, panes = json.loads(message.value)
+                count = sum(int(a[0]) for p, a in panes if start <= int(p) < end)
+                if not counts or counts[-1][1] != count:
+                    counts.append((message.offset, count))
+            elif message.key is not None and message.key.startswith(journal_prefix):
+                journaled.update(k for k, _ in json.loads(message.value) if k in dedup_keys)
+        parts.append(
+            f"changelog {isolation}: partition {partition}, (offset, window count) "
+            f"{counts[-12:]}, events in the dedup journal {len(journaled)} of {len(ids)}"
+        )
+    return "; ".join(parts)

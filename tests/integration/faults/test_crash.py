@@ -21,6 +21,7 @@ from tests.integration.faults.conftest import (
     Fleet,
     assignment_view,
     drain_then_flush,
+    explain_shortfall,
     kill,
     metric,
     partition_of,
@@ -115,7 +116,12 @@ async def test_kill_9_one_of_three_keeps_finals_exact(
         await produce_paced(bootstrap, names.input, trickle)
 
     await drain_then_flush(kafka, names, scenario)
-    assert_exact(await wait_for_finals(kafka, names, expected), expected)
+    finals = await wait_for_finals(kafka, names, expected)
+    try:
+        assert_exact(finals, expected)
+    except AssertionError as exc:  # say where the missing events were lost
+        where = await explain_shortfall(kafka, names, scenario, finals, expected)
+        raise AssertionError(f"{exc}; {where}") from exc
     figures = {
         "standby_replicas": int(standby),
         "session_timeout_s": 6,
