@@ -515,6 +515,11 @@ async def explain_shortfall(
     for message in await read_topic(bootstrap, names.input, until=nothing, deadline_s=8.0):
         event_id = json.loads(message.value)["event_id"]
         inputs.setdefault(event_id, (message.partition, message.offset))
+    dead: dict[str, str] = {}  # event id -> dead-letter reason
+    for message in await read_topic(bootstrap, names.deadletter, until=nothing, deadline_s=5.0):
+        letter = json.loads(message.value)
+        with contextlib.suppress(TypeError, ValueError, KeyError):
+            dead[json.loads(letter["value"])["event_id"]] = letter["reason"]
     lines = []
     for key in short[:3]:
         scope, entity, metric, _, start, end = key
@@ -538,18 +543,30 @@ async def explain_shortfall(
             f"{key}: final {min(r['count'] for r in finals[key])} of {len(ids)}; in the keyed "
             f"topic committed {len(committed)}, only in aborted transactions "
             f"{[(i, inputs.get(i)) for i in aborted_only][:10]}, not at all (input partition, "
-            f"offset) {[(i, inputs.get(i)) for i in absent][:10]}; "
-            + await _changelog_history(bootstrap, names, key, ids)
+            f"offset) {[(i, inputs.get(i)) for i in absent][:10]}; dead letters among them "
+            f"{[(i, dead[i]) for i in ids if i in dead][:10]}; "
+            + await _changelog_history(
+                bootstrap,
+                names,
+                key,
+                {
+                    i: (inputs.get(i), keyed["read_committed"].get((scope, entity, metric, i)))
+                    for i in ids
+                },
+            )
         )
     return f"{len(short)} windows short; " + "; ".join(lines)
 
 
 async def _changelog_history(
-    bootstrap: str, names: TopicNames, key: tuple[Any, ...], ids: list[str]
+    bootstrap: str, names: TopicNames, key: tuple[Any, ...], sources: dict[str, Any]
 ) -> str:
     """How the state of one short window went in the rolling-state changelog: the window's
     count at each committed write of its key (and the aborted ones), and which of its
-    events the dedup journal holds. A count that goes down is state that went back."""
+    events the dedup journal holds. A count that goes down is state that went back; an
+    event the journal never held was never counted (its input and keyed positions are
+    given: `sources` maps each event id to them)."""
+    ids = sorted(sources)
     scope, entity, metric, _, start, end = key
     partition = partition_of(entity.encode() if scope == "subject" else f"group:{entity}".encode())
     prefix = f"{partition}|".encode()
@@ -575,8 +592,10 @@ async def _changelog_history(
                     counts.append((message.offset, count))
             elif message.key is not None and message.key.startswith(journal_prefix):
                 journaled.update(k for k, _ in json.loads(message.value) if k in dedup_keys)
+        never = [(i, *sources[i]) for i in ids if scope[0] + i not in journaled]
         parts.append(
             f"changelog {isolation}: partition {partition}, (offset, window count) "
-            f"{counts[-12:]}, events in the dedup journal {len(journaled)} of {len(ids)}"
+            f"{counts[-12:]}, events in the dedup journal {len(journaled)} of {len(ids)}, "
+            f"never journaled (id, input position, keyed positions) {never[:5]}"
         )
     return "; ".join(parts)
