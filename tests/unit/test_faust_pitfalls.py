@@ -349,3 +349,60 @@ async def test_the_worker_consumer_fetch_wait_is_ours_not_faust_s_1500_ms() -> N
     finally:
         for consumer in consumers:
             await consumer.stop()
+
+
+async def test_fast_path_cancels_a_delivery_that_waits_through_a_suspension() -> None:
+    # A delivery that has to wait (a full stream queue) must not outlive a rebalance: it
+    # would land after the seek to committed offsets, and the drain loop would then take
+    # its stale offset as read and drop the records the seek brought back.
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    from streams.faust_compat import install_fetch_fast_path
+
+    assert install_fetch_fast_path()
+    events = {name: asyncio.Event() for name in ("suspend_flow", "_stopped", "_crashed")}
+    consumer: Any = SimpleNamespace(loop=asyncio.get_running_loop(), **events)
+    space = asyncio.Event()
+    calls: list[str] = []
+
+    async def deliver() -> str:
+        calls.append("started")
+        await space.wait()
+        calls.append("delivered")
+        return "done"
+
+    waiting = asyncio.ensure_future(
+        TransportConsumer.wait_first(consumer, deliver(), events["suspend_flow"].wait())
+    )
+    await asyncio.sleep(0.01)
+    assert calls == ["started"] and not waiting.done()
+    events["suspend_flow"].set()  # a rebalance begins
+    result = await asyncio.wait_for(waiting, timeout=5)
+    space.set()  # the queue has room again (the flow resumed)
+    await asyncio.sleep(0.01)
+    assert calls == ["started"]  # cancelled: never delivered
+    assert result.results == [True] and not result.stopped  # the suspension won
+
+
+async def test_fast_path_finishes_a_delivery_that_waits_while_the_flow_runs() -> None:
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    from streams.faust_compat import install_fetch_fast_path
+
+    assert install_fetch_fast_path()
+    events = {name: asyncio.Event() for name in ("suspend_flow", "_stopped", "_crashed")}
+    consumer: Any = SimpleNamespace(loop=asyncio.get_running_loop(), **events)
+    space = asyncio.Event()
+
+    async def deliver() -> str:
+        await space.wait()
+        await asyncio.sleep(0)
+        return "done"
+
+    waiting = asyncio.ensure_future(
+        TransportConsumer.wait_first(consumer, deliver(), events["suspend_flow"].wait())
+    )
+    await asyncio.sleep(0.01)
+    space.set()
+    result = await asyncio.wait_for(waiting, timeout=5)
+    assert result.results == ["done"] and not result.stopped
