@@ -3,6 +3,7 @@ factories."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,15 @@ from tests.support.broker import Broker, real_broker
 from tests.support.worker import TopicNames, WorkerProcess, worker_env
 
 _ids = itertools.count()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Collect the garbage of the tests before pytest's summary. Finalizers of objects
+    left by tests (Faust services never started) that run inside an `ast.parse` (pytest
+    rewriting a module first imported by its summary hooks) trip CPython 3.11's "AST
+    constructor recursion depth mismatch", which hides the test results; seen when
+    `tests/unit/test_faust_pitfalls.py` runs alone."""
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
