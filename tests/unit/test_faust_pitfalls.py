@@ -277,11 +277,10 @@ async def test_transactional_highwaters_come_from_list_offsets() -> None:
     assert asked == [[tp]]
 
 
-async def test_recovery_polls_its_changelog_queue_every_second(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Faust's recovery ends an exactly_once changelog (which ends in a transaction marker)
-    # only after two empty polls of its queue; each poll waited 5 s.
+@pytest.fixture
+def recovery_asyncio(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`asyncio` as Faust's recovery module sees it with our poll patch, polling every
+    50 ms, no recovery started yet."""
     import faust.tables.recovery as recovery_module
 
     import streams.faust_compat as faust_compat
@@ -289,31 +288,31 @@ async def test_recovery_polls_its_changelog_queue_every_second(
     faust_compat.install_recovery_idle_poll()
     monkeypatch.setattr(faust_compat, "_RECOVERY_IDLE_POLL_S", 0.05)
     monkeypatch.setattr(faust_compat, "_recovery_started_at", [float("-inf")])
+    return recovery_module.asyncio
+
+
+async def test_recovery_polls_its_changelog_queue_every_second(recovery_asyncio: Any) -> None:
+    # Faust's recovery ends an exactly_once changelog (which ends in a transaction marker)
+    # only after two empty polls of its queue; each poll waited 5 s.
     queue: asyncio.Queue[int] = asyncio.Queue()
     queue.put_nowait(7)
-    assert await recovery_module.asyncio.wait_for(queue.get(), timeout=5.0) == 7
-    assert await recovery_module.asyncio.wait_for(asyncio.sleep(0, 8), timeout=0.5) == 8
+    assert await recovery_asyncio.wait_for(queue.get(), timeout=5.0) == 7
+    assert await recovery_asyncio.wait_for(asyncio.sleep(0, 8), timeout=0.5) == 8
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        await recovery_module.asyncio.wait_for(queue.get(), timeout=5.0)
+        await recovery_asyncio.wait_for(queue.get(), timeout=5.0)
     assert 0.05 <= time.monotonic() - started < 1.0  # the capped poll, not Faust's 5 s
-    assert recovery_module.asyncio.Event is asyncio.Event  # the rest is asyncio's own
+    assert recovery_asyncio.Event is asyncio.Event  # the rest is asyncio's own
 
 
 async def test_no_poll_of_a_new_recovery_is_empty_before_two_polls_time(
-    monkeypatch: pytest.MonkeyPatch,
+    recovery_asyncio: Any,
 ) -> None:
     # Faust's count of empty polls survives from one recovery to the next: the first
     # empty poll of a new recovery must not come before two polls' time, or recovery ends
     # while the changelog's records are still on their way.
-    import faust.tables.recovery as recovery_module
     from faust.tables.recovery import Recovery
 
-    import streams.faust_compat as faust_compat
-
-    faust_compat.install_recovery_idle_poll()
-    monkeypatch.setattr(faust_compat, "_RECOVERY_IDLE_POLL_S", 0.05)
-    monkeypatch.setattr(faust_compat, "_recovery_started_at", [float("-inf")])
     recovery: Any = SimpleNamespace(
         in_recovery=False,
         app=SimpleNamespace(in_recovery=False),
@@ -325,13 +324,13 @@ async def test_no_poll_of_a_new_recovery_is_empty_before_two_polls_time(
     started = time.monotonic()
     queue: asyncio.Queue[int] = asyncio.Queue()
     with pytest.raises(TimeoutError):
-        await recovery_module.asyncio.wait_for(queue.get(), timeout=5.0)
+        await recovery_asyncio.wait_for(queue.get(), timeout=5.0)
     assert time.monotonic() - started >= 2 * 0.05
     assert recovery.in_recovery  # Faust's own bookkeeping ran
     # A record arriving meanwhile is returned as soon as it comes.
     Recovery._set_recovery_started(recovery)
     asyncio.get_running_loop().call_later(0.02, queue.put_nowait, 9)
-    assert await recovery_module.asyncio.wait_for(queue.get(), timeout=5.0) == 9
+    assert await recovery_asyncio.wait_for(queue.get(), timeout=5.0) == 9
 
 
 def test_faust_counts_empty_recovery_polls_across_recoveries() -> None:
