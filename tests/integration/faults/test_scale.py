@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from tests.integration.faults.conftest import (
+    EXACTLY_ONCE_LOSS,
     SPECS,
     Fleet,
     assert_nothing_lost,
@@ -41,7 +42,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.mark.parametrize(
     "guarantee",
-    ["at_least_once", "exactly_once"],
+    ["at_least_once", pytest.param("exactly_once", marks=EXACTLY_ONCE_LOSS)],
 )
 async def test_three_workers_then_one_more_then_one_less(
     kafka: Broker,
