@@ -10,6 +10,7 @@ import json
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from streams.durations import parse_windows
 from tests.support.broker import Broker
+from tests.support.finals import assert_exact
 from tests.support.kafka_io import backlog, produce, read_topic
 from tests.support.kafka_server import KafkaServer
 from tests.support.scenario import BASE_MS, Scenario
@@ -476,6 +478,22 @@ def write_result(name: str, figures: dict[str, object]) -> None:
     (folder / f"{name}.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
+async def assert_exact_explained(
+    broker: Broker,
+    names: TopicNames,
+    scenario: Scenario,
+    finals: dict[Any, list[dict[str, Any]]],
+    expected: dict[Any, Any],
+) -> None:
+    """`assert_exact`; when it fails, the message also says where the missing events were
+    lost (`explain_shortfall`)."""
+    try:
+        assert_exact(finals, expected)
+    except AssertionError as exc:
+        where = await explain_shortfall(broker, names, scenario, finals, expected)
+        raise AssertionError(f"{exc}; {where}") from exc
+
+
 async def explain_shortfall(
     broker: Broker,
     names: TopicNames,
@@ -516,10 +534,22 @@ async def explain_shortfall(
         event_id = json.loads(message.value)["event_id"]
         inputs.setdefault(event_id, (message.partition, message.offset))
     dead: dict[str, str] = {}  # event id -> dead-letter reason
+    reasons: Counter[str] = Counter()
     for message in await read_topic(bootstrap, names.deadletter, until=nothing, deadline_s=5.0):
         letter = json.loads(message.value)
+        reasons[letter.get("reason")] += 1
         with contextlib.suppress(TypeError, ValueError, KeyError):
             dead[json.loads(letter["value"])["event_id"]] = letter["reason"]
+    changelog = {
+        isolation: await read_topic(
+            bootstrap,
+            f"{names.app_id}-rolling-state-changelog",
+            until=nothing,
+            deadline_s=8.0,
+            isolation_level=isolation,
+        )
+        for isolation in ("read_committed", "read_uncommitted")
+    }
     lines = []
     for key in short[:3]:
         scope, entity, metric, _, start, end = key
@@ -545,9 +575,8 @@ async def explain_shortfall(
             f"{[(i, inputs.get(i)) for i in aborted_only][:10]}, not at all (input partition, "
             f"offset) {[(i, inputs.get(i)) for i in absent][:10]}; dead letters among them "
             f"{[(i, dead[i]) for i in ids if i in dead][:10]}; "
-            + await _changelog_history(
-                bootstrap,
-                names,
+            + _changelog_history(
+                changelog,
                 key,
                 {
                     i: (inputs.get(i), keyed["read_committed"].get((scope, entity, metric, i)))
@@ -555,17 +584,19 @@ async def explain_shortfall(
                 },
             )
         )
-    return f"{len(short)} windows short; " + "; ".join(lines)
+    return f"dead letters by reason: {dict(reasons)}; {len(short)} windows short; " + "; ".join(
+        lines
+    )
 
 
-async def _changelog_history(
-    bootstrap: str, names: TopicNames, key: tuple[Any, ...], sources: dict[str, Any]
+def _changelog_history(
+    changelog: dict[str, list[Any]], key: tuple[Any, ...], sources: dict[str, Any]
 ) -> str:
-    """How the state of one short window went in the rolling-state changelog: the window's
-    count at each committed write of its key (and the aborted ones), and which of its
-    events the dedup journal holds. A count that goes down is state that went back; an
-    event the journal never held was never counted (its input and keyed positions are
-    given: `sources` maps each event id to them)."""
+    """How the state of one short window went in the rolling-state changelog (its records
+    per isolation level): the window's count at each committed write of its key (and the
+    aborted ones), and which of its events the dedup journal holds. A count that goes down
+    is state that went back; an event the journal never held was never counted (its input
+    and keyed positions are given: `sources` maps each event id to them)."""
     ids = sorted(sources)
     scope, entity, metric, _, start, end = key
     partition = partition_of(entity.encode() if scope == "subject" else f"group:{entity}".encode())
@@ -574,12 +605,8 @@ async def _changelog_history(
     aggregate_key = prefix + name.encode()
     journal_prefix = prefix + b'["d",'
     dedup_keys = {scope[0] + event_id for event_id in ids}
-    changelog = f"{names.app_id}-rolling-state-changelog"
     parts = []
-    for isolation in ("read_committed", "read_uncommitted"):
-        records = await read_topic(
-            bootstrap, changelog, until=lambda _: False, deadline_s=8.0, isolation_level=isolation
-        )
+    for isolation, records in changelog.items():
         counts: list[tuple[int, int]] = []
         journaled: set[str] = set()
         for message in records:

@@ -19,9 +19,9 @@ from tests.integration.faults.conftest import (
     PARTITIONS,
     SPECS,
     Fleet,
+    assert_exact_explained,
     assignment_view,
     drain_then_flush,
-    explain_shortfall,
     kill,
     metric,
     partition_of,
@@ -34,7 +34,7 @@ from tests.integration.faults.conftest import (
     write_result,
 )
 from tests.support.broker import Broker
-from tests.support.finals import assert_exact, wait_for_finals
+from tests.support.finals import wait_for_finals
 from tests.support.kafka_io import create_topic, produce
 from tests.support.worker import TopicNames
 
@@ -117,11 +117,7 @@ async def test_kill_9_one_of_three_keeps_finals_exact(
 
     await drain_then_flush(kafka, names, scenario)
     finals = await wait_for_finals(kafka, names, expected)
-    try:
-        assert_exact(finals, expected)
-    except AssertionError as exc:  # say where the missing events were lost
-        where = await explain_shortfall(kafka, names, scenario, finals, expected)
-        raise AssertionError(f"{exc}; {where}") from exc
+    await assert_exact_explained(kafka, names, scenario, finals, expected)
     figures = {
         "standby_replicas": int(standby),
         "session_timeout_s": 6,

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections import Counter
 from collections.abc import Callable
 
-import orjson
 import pytest
 
 from tests.integration.faults.conftest import (
     EXACTLY_ONCE_LOSS,
     SPECS,
     Fleet,
+    assert_exact_explained,
     assert_nothing_lost,
     assert_spread,
     drain_then_flush,
-    explain_shortfall,
     metric,
     produce_paced,
     spread_scenario,
@@ -33,8 +31,8 @@ from tests.integration.faults.conftest import (
     wait_group,
 )
 from tests.support.broker import Broker
-from tests.support.finals import assert_exact, wait_for_finals
-from tests.support.kafka_io import count_messages, create_topic, read_topic
+from tests.support.finals import wait_for_finals
+from tests.support.kafka_io import count_messages, create_topic
 from tests.support.worker import TopicNames, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -90,16 +88,7 @@ async def test_three_workers_then_one_more_then_one_less(
     await drain_then_flush(kafka, names, scenario)
     finals = await wait_for_finals(kafka, names, expected)
     if exactly_once:
-        try:
-            assert_exact(finals, expected)
-        except AssertionError as exc:  # say where the missing events were lost
-            letters = await read_topic(
-                bootstrap, names.deadletter, until=lambda _: False, deadline_s=5.0
-            )
-            reasons = Counter(orjson.loads(r.value).get("reason") for r in letters)
-            where = await explain_shortfall(kafka, names, scenario, finals, expected)
-            msg = f"{exc}; dead letters by reason: {dict(reasons)}; {where}"
-            raise AssertionError(msg) from exc
+        await assert_exact_explained(kafka, names, scenario, finals, expected)
     else:
         exact = assert_nothing_lost(finals, expected)
         late = await count_messages(bootstrap, names.deadletter)
