@@ -237,8 +237,10 @@ def install_fetch_fast_path() -> None:
     through a suspension instead, it waited until the flow resumed, after the seek to
     the committed offsets, then delivered its stale message, and the drain loop set the
     partition's read offset to it: every record the seek had brought back below that
-    offset was dropped as already read (measured: the exactly_once crash test lost
-    events of a partition its worker kept, about 1 run in 5 under CPU contention).
+    offset was dropped as already read. (Found by reading, as the likely cause of
+    exactly_once crash-test losses on a partition its worker kept: single records never
+    offered to the state. A probe never saw such a delivery, and that loss still occurs
+    now and then: issue 7.)
     Otherwise the original path runs (a stop still cancels the fetcher task). Only the
     transport Consumer is patched, whose one `wait_first` call is that one (a unit test
     pins the call's shape). Upstream change that would remove it: a direct
@@ -594,9 +596,8 @@ def install_transaction_fixes() -> None:
        them; recovery replays a changelog only up to its last stable offset, so it wrote
        older values over that work in the table, the state restored from it lost events
        that stayed counted in its dedup journal, and the open transaction later committed
-       their offsets (measured: the exactly_once scale-out and crash tests lost events
-       of a group key on a partition its worker kept, about 1 run in 10). Here ending the
-       transactions waits for a running commit and then commits.
+       their offsets. (Found by reading Faust; not seen happen in the fault-test loops.)
+       Here ending the transactions waits for a running commit and then commits.
     Upstream changes that would remove them: a commit hook agents can hold off (or
     commits only between `take_events` batches), committing every transaction with
     pending records in `TransactionManager.commit`, `maybe_begin_transaction` living up
