@@ -36,6 +36,7 @@ __all__ = [
     "commit_sent_transactions",
     "committed_offset",
     "copartitioned",
+    "fetched_ends",
     "install_batch_lane",
     "install_fetch_fast_path",
     "install_fetch_max_wait",
@@ -393,9 +394,17 @@ def install_rebalance_fixes() -> None:
        with `ConsistencyError` (offset it had read above a highwater of -1). Here it is a
        ListOffsets request, which under read_committed answers the current last stable
        offset.
+    5. The embedded broker (Tansu) answers ListOffsets with the base offset of the
+       partition's last record batch + 1, not the offset after its last record, so
+       recovery stopped before the rest of the last batch a changelog partition got
+       (measured: a worker restarted after SIGTERM restored 2 of 6 changelog records, the
+       window panes without the dedup journal, and counted the replayed input twice).
+       Here the highwater is the larger of that answer and what a fetch of the offset
+       before it reports (`fetched_ends`); on Apache Kafka the two agree.
     Upstream changes that would remove them: `_set_active_tps(assigned - paused)` with the
     pause first, `set(active_partitions)` in `_wait_next_records`, that order in
-    `on_recovery_completed`, and `end_offsets` in `AIOKafkaConsumerThread._highwaters`.
+    `on_recovery_completed`, `end_offsets` in `AIOKafkaConsumerThread._highwaters`, and
+    Tansu answering ListOffsets with its high watermark.
     Returns False (and changes nothing) on another Faust version.
     """
     from faust.tables.recovery import Recovery
@@ -416,7 +425,9 @@ def install_rebalance_fixes() -> None:
         return await getmany_original(self, snapshot, timeout)
 
     async def _highwaters(self: Any, partitions: Any) -> Any:
-        return await self._ensure_consumer().end_offsets(list(partitions))
+        consumer = self._ensure_consumer()
+        ends = await consumer.end_offsets(list(partitions))
+        return await fetched_ends(consumer._client, ends, consumer._fetcher._isolation_level)
 
     async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
         app = self.app
@@ -459,6 +470,55 @@ def install_rebalance_fixes() -> None:
     AIOKafkaDriverConsumer._getmany = _getmany  # type: ignore[method-assign]
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+
+
+_PROBE_BYTES = 1 << 20
+_PROBE_WAIT_MS = 200
+
+
+async def fetched_ends(
+    client: Any, ends: Mapping[Any, int], isolation_level: int
+) -> dict[Any, int]:
+    """`ends` (ListOffsets answers per partition), each raised to the high watermark (the
+    last stable offset under read_committed) that a fetch of the offset before it reports.
+
+    For a broker whose ListOffsets answer lags its log (Tansu: base offset of the last
+    batch + 1). A partition whose probe fails keeps its ListOffsets answer (logged).
+    `client` is an aiokafka `AIOKafkaClient`; keys are kept as given.
+    """
+    from aiokafka.protocol.fetch import FetchRequest
+
+    result = dict(ends)
+    by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+    keys: dict[tuple[str, int], Any] = {}
+    for tp, end in ends.items():
+        node = client.cluster.leader_for_partition(tp) if end > 0 else None
+        if node is None or node < 0:
+            continue
+        keys[(tp.topic, tp.partition)] = tp
+        by_node.setdefault(node, {}).setdefault(tp.topic, []).append(
+            (tp.partition, end - 1, _PROBE_BYTES)
+        )
+    for node, topics in by_node.items():
+        # min_bytes 1: Tansu answers a fetch that may return nothing with no partitions.
+        request = FetchRequest(
+            _PROBE_WAIT_MS, 1, _PROBE_BYTES, isolation_level, list(topics.items())
+        )
+        try:
+            response = await client.send(node, request)
+        except Exception as exc:  # the ListOffsets answers stand
+            logger.warning("highwater_probe_failed", node=node, error=repr(exc))
+            continue
+        read_committed = isolation_level == 1 and response.API_VERSION >= 4
+        for topic, partitions in response.topics:
+            for partition, error_code, highwater, *rest in partitions:
+                tp = keys.get((topic, partition))
+                if tp is None or error_code != 0:
+                    continue
+                mark = rest[0] if read_committed else highwater
+                if mark > result[tp]:
+                    result[tp] = mark
+    return result
 
 
 class CommitGate:
