@@ -12,6 +12,7 @@ from typing import Any
 import faust
 import pytest
 from faust.tables.base import Collection
+from faust.types import TP
 
 from streams.faust_compat import write_table, writing_partition
 
@@ -270,11 +271,23 @@ async def test_transactional_highwaters_come_from_list_offsets() -> None:
         asked.append(partitions)
         return {tp: 42 for tp in partitions}
 
-    aiokafka_consumer = SimpleNamespace(end_offsets=end_offsets)
+    fetched: list[Any] = []
+
+    async def send(node: int, request: Any) -> Any:
+        # A broker whose ListOffsets lags its log (Tansu): the fetch of offset 41 reports
+        # high watermark 50 and last stable offset 48.
+        fetched.append((node, request.topics))
+        return SimpleNamespace(API_VERSION=11, topics=[("app-state-changelog", [(3, 0, 50, 48)])])
+
+    client = SimpleNamespace(cluster=SimpleNamespace(leader_for_partition=lambda tp: 7), send=send)
+    aiokafka_consumer = SimpleNamespace(
+        end_offsets=end_offsets, _client=client, _fetcher=SimpleNamespace(_isolation_level=1)
+    )
     thread: Any = SimpleNamespace(_ensure_consumer=lambda: aiokafka_consumer)
-    tp = ("app-state-changelog", 3)
-    assert await AIOKafkaConsumerThread._highwaters(thread, [tp]) == {tp: 42}
+    tp = TP("app-state-changelog", 3)
+    assert await AIOKafkaConsumerThread._highwaters(thread, [tp]) == {tp: 48}
     assert asked == [[tp]]
+    assert fetched == [(7, [("app-state-changelog", [(3, 41, 1 << 20)])])]
 
 
 @pytest.fixture
