@@ -11,7 +11,13 @@ from typing import Any
 import faust
 import structlog
 
-from streams.faust_compat import BatchLane, commit_gate
+from streams.faust_compat import (
+    BatchLane,
+    acking_processed,
+    commit_gate,
+    current_generation,
+    never_commit,
+)
 
 __all__ = ["consume_batches", "consume_lane", "run_guarded", "run_to_completion"]
 
@@ -30,15 +36,27 @@ async def consume_batches(
 
     Both happen inside the app's commit gate, so under `exactly_once` a transaction holds
     a batch's outputs and state writes together with its offsets, or none of them.
+    Events fetched before the latest rebalance are not processed: the rebalance sought
+    their partitions back to the committed offsets, so they come again (processed now,
+    some would be twice: a partition's next owner, maybe this worker, redoes them). Only
+    the acknowledgements made here count towards commits (`install_ack_fixes`).
     """
     gate = commit_gate(app)
     batches = stream.take_events(batch_max, within=within_s)  # type: ignore[attr-defined]
     async for events in batches:
-        batch = list(events)
+        batch = []
+        for event in events:
+            if current_generation(app, event.message):
+                batch.append(event)
+            else:
+                never_commit(event.message)
+        if not batch:
+            continue
         async with gate.work():
             await run_guarded(app, process(batch))
-            for event in batch:  # Faust acks them again on the next batch: a no-op
-                await stream.ack(event)
+            with acking_processed():
+                for event in batch:  # Faust acks them again on the next batch: a no-op
+                    await stream.ack(event)
 
 
 async def consume_lane(

@@ -15,6 +15,7 @@ from agents.ingest import attach_ingest
 from agents.observers import attach_observers
 from agents.rolling import attach_rolling
 from streams.faust_compat import (
+    install_ack_fixes,
     install_batch_lane,
     install_fetch_fast_path,
     install_fetch_max_wait,
@@ -112,6 +113,7 @@ def create_app(
     metrics = metrics or Metrics()
     tracing = tracing or Tracing()
     install_fetch_fast_path()
+    install_ack_fixes()
     install_fetch_max_wait()
     install_rebalance_fixes()
     install_recovery_idle_poll()

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 import types
 import weakref
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from typing import Any
 
@@ -31,12 +33,15 @@ from models.codec import right_sized
 __all__ = [
     "BatchLane",
     "CommitGate",
+    "acking_processed",
     "batch_lane",
     "commit_gate",
     "commit_sent_transactions",
     "committed_offset",
     "copartitioned",
+    "current_generation",
     "fetched_ends",
+    "install_ack_fixes",
     "install_batch_lane",
     "install_fetch_fast_path",
     "install_fetch_max_wait",
@@ -163,6 +168,29 @@ def never_commit(message: Message) -> None:
     message.acked = True
 
 
+_processed_acks: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "processed_acks", default=False
+)
+
+
+@contextlib.contextmanager
+def acking_processed() -> Iterator[None]:
+    """Acknowledgements made within this block count towards commits (see
+    `install_ack_fixes`): an agent acknowledges the events it processed in one."""
+    token = _processed_acks.set(True)
+    try:
+        yield
+    finally:
+        _processed_acks.reset(token)
+
+
+def current_generation(app: faust.App, message: Message) -> bool:
+    """Whether `message` was fetched in the consumer generation that is current now. One
+    fetched before a rebalance is fetched again from the committed offset after it."""
+    app_: Any = app
+    return bool(message.generation_id == app_.consumer_generation_id)
+
+
 def owned_partitions(app: faust.App, topic: str) -> set[int]:
     """Partitions of `topic` in this worker's consumer assignment right now."""
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
@@ -221,6 +249,72 @@ def _install_once(patch: Callable[[], None]) -> Callable[[], bool]:
         return installed
 
     return install
+
+
+class _TruthyZero(int):
+    """Offset 0 that is true, for Faust's `if gap > 1 and r_offset:` (see below)."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+_TRUTHY_ZERO = _TruthyZero(0)
+
+
+class _ReadOffsets(defaultdict[Any, int | None]):
+    """Faust's read offsets (None: nothing read yet), with 0 read back as a true 0."""
+
+    def __getitem__(self, tp: Any) -> int | None:
+        value = super().__getitem__(tp)
+        return _TRUTHY_ZERO if value == 0 else value
+
+
+@_install_once
+def install_ack_fixes() -> None:
+    """Count towards commits only the acknowledgements of events an agent processed, and
+    the offsets a partition skips after its offset 0.
+
+    1. Faust's stream drops a message it takes from its queue while the app's flow is
+       stopped (a rebalance begins) or whose fetch generation is not the current one, and
+       *acknowledges* it, "otherwise the lag would increase". That offset then counts as
+       done, and a commit can pass it: never processed, and the seek after the rebalance
+       goes back only to the committed offset. Under exactly_once a commit that passes
+       the record by one is taken (Faust commits past a one-offset hole at the head of
+       the acknowledged offsets, as that is usually a transaction marker). Here an
+       acknowledgement counts only within `acking_processed()`; any other marks the
+       message acknowledged (so nothing waits for it) and records no offset: it is
+       fetched again from the committed offset.
+    2. Faust's fetch loop records the offsets a partition skips (transaction markers,
+       aborted records) only `if gap > 1 and r_offset:`, so not after the record at
+       offset 0; with markers after it, the acknowledged offsets then start above the
+       committed offset + 1 and the partition never commits again (measured: a keyed
+       partition taken over after kill -9 with records at 0 and 4.., committed 1 for
+       three minutes). Here a read offset of 0 reads as a true 0.
+    Upstream changes that would remove them: not acknowledging dropped messages (they
+    are fetched again), and `r_offset is not None` in `_drain_messages`.
+    """
+    from faust.transport.consumer import Consumer as TransportConsumer
+
+    ack_original = TransportConsumer.ack
+
+    def ack(self: Any, message: Any) -> bool:
+        if _processed_acks.get() or message.acked:
+            return bool(ack_original(self, message))
+        message.acked = True
+        self._unacked_messages.discard(message)
+        return False
+
+    drain_original = TransportConsumer._drain_messages
+
+    async def _drain_messages(self: Any, fetcher: Any) -> None:
+        if not isinstance(self._read_offset, _ReadOffsets):
+            offsets = _ReadOffsets(lambda: None)
+            offsets.update(self._read_offset)
+            self._read_offset = offsets
+        await drain_original(self, fetcher)
+
+    TransportConsumer.ack = ack  # type: ignore[method-assign]
+    TransportConsumer._drain_messages = _drain_messages  # type: ignore[method-assign]
 
 
 @_install_once
