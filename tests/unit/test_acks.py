@@ -11,7 +11,7 @@ from faust.transport.consumer import Consumer as TransportConsumer
 from faust.types import TP, Message
 
 from agents.batching import consume_batches
-from streams.faust_compat import acking_processed, install_ack_fixes
+from streams.faust_compat import acking_processed, install_ack_fixes, never_commit
 
 KEYED = TP("app-observations-by-subject", 4)
 
@@ -53,6 +53,17 @@ def test_only_acknowledgements_of_processed_events_record_their_offsets() -> Non
         assert consumer.ack(processed) is False  # once
     assert consumer._acked[KEYED] == [2]
     assert consumer._unacked_messages == set()
+
+
+def test_the_consumer_commits_no_offset_of_a_message_marked_never_commit() -> None:
+    # `never_commit` relies on Consumer.ack skipping a message already marked acknowledged.
+    consumer = _consumer()
+    refused, kept = _message(5), _message(6)
+    never_commit(refused)
+    with acking_processed():  # as the agents acknowledge
+        assert consumer.ack(refused) is False
+        assert consumer.ack(kept) is True
+    assert consumer._acked[KEYED] == [6]
 
 
 def test_a_read_offset_of_0_reports_the_offsets_skipped_after_it() -> None:

@@ -357,36 +357,6 @@ def test_faust_counts_empty_recovery_polls_across_recoveries() -> None:
     assert "timeout_count > 1" in source
 
 
-def test_the_consumer_commits_no_offset_of_a_message_marked_never_commit() -> None:
-    # `never_commit` relies on Consumer.ack skipping a message already marked acknowledged.
-    from collections import defaultdict
-
-    from faust.transport.consumer import Consumer
-    from faust.types import TP, Message
-
-    from streams.faust_compat import acking_processed, never_commit
-
-    def message(offset: int) -> Message:
-        return Message("keyed", 0, offset, 0.0, 0, [], None, b"v", None)
-
-    consumer: Any = SimpleNamespace(
-        app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True)),
-        _committed_offset=defaultdict(lambda: None),
-        _acked=defaultdict(list),
-        _acked_index=defaultdict(set),
-        _unacked_messages=set(),
-        _n_acked=0,
-        _waiting_for_ack=None,
-    )
-    refused, kept = message(5), message(6)
-    never_commit(refused)
-
-    with acking_processed():  # as the agents acknowledge (install_ack_fixes)
-        assert Consumer.ack(consumer, refused) is False
-        assert Consumer.ack(consumer, kept) is True
-    assert consumer._acked[TP("keyed", 0)] == [6]
-
-
 async def test_the_worker_consumer_fetch_wait_is_ours_not_faust_s_1500_ms() -> None:
     from streams.faust_compat import install_fetch_max_wait, set_fetch_max_wait
 
