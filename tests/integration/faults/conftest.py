@@ -41,14 +41,6 @@ FLEET_ENV = {
     "INSIGHTS_IDLE_TIMEOUT": "1h",
     "INSIGHTS_SESSION_TIMEOUT": "6s",
 }
-# Known bug, issue 7: under exactly_once a group key on a partition that a worker keeps
-# through rebalances sometimes loses events (no dead letter). Seen in the scale-out test
-# (about 1 run in 10) and in the crash test (2 CI runs in a row on 2026-11-28). The tests
-# still run and print; a failure does not fail the suite until it is fixed.
-EXACTLY_ONCE_LOSS = pytest.mark.xfail(
-    strict=False,
-    reason="exactly_once: a group key on a kept partition loses events at times (issue 7)",
-)
 _partitioner = DefaultPartitioner()
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from tests.integration.faults.conftest import (
-    EXACTLY_ONCE_LOSS,
     PARTITIONS,
     SPECS,
     Fleet,
@@ -43,10 +42,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TAKEOVER: dict[str, dict[str, Any]] = {}
 
 
-@pytest.mark.parametrize(
-    "standby",
-    [pytest.param("0", marks=EXACTLY_ONCE_LOSS), pytest.param("1", marks=EXACTLY_ONCE_LOSS)],
-)
+@pytest.mark.parametrize("standby", ["0", "1"])
 async def test_kill_9_one_of_three_keeps_finals_exact(
     kafka: Broker, names: TopicNames, fleet_factory: Callable[..., Fleet], standby: str
 ) -> None:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 import pytest
 
 from tests.integration.faults.conftest import (
-    EXACTLY_ONCE_LOSS,
     SPECS,
     Fleet,
     assert_exact_explained,
@@ -40,7 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.mark.parametrize(
     "guarantee",
-    ["at_least_once", pytest.param("exactly_once", marks=EXACTLY_ONCE_LOSS)],
+    ["at_least_once", "exactly_once"],
 )
 async def test_three_workers_then_one_more_then_one_less(
     kafka: Broker,
