@@ -33,6 +33,7 @@ class Candidate:
     share: float = 1.0  # of the N preloaded events it is measured on (slow candidates)
     flush_interval: str | None = None  # insights: INSIGHTS_FLUSH_INTERVAL (None: 1s)
     throughput: bool = True  # False: measured for latency only
+    persist_interval: str | None = None  # insights: INSIGHTS_PERSIST_INTERVAL (None: per flush)
 
     @property
     def scalable(self) -> bool:
@@ -78,6 +79,41 @@ CANDIDATES: dict[str, Candidate] = {
             windows="tumbling:60s",
             emit="changes",
             flush_interval="100ms",
+            throughput=False,
+        ),
+        # The changelog written (and input offsets released) every 5 s, as often as Quix
+        # Streams commits by default, instead of every flush (at_least_once only).
+        Candidate(
+            "insights-default-persist5s",
+            "insights",
+            "our worker, default windows, emit both, INSIGHTS_PERSIST_INTERVAL=5s",
+            persist_interval="5s",
+        ),
+        Candidate(
+            "insights-min-final-persist5s",
+            "insights",
+            "our worker, tumbling 60s, emit final, INSIGHTS_PERSIST_INTERVAL=5s",
+            windows="tumbling:60s",
+            emit="final",
+            emits_changes=False,
+            persist_interval="5s",
+        ),
+        Candidate(
+            "insights-min-changes-persist5s",
+            "insights",
+            "our worker, tumbling 60s, emit changes, INSIGHTS_PERSIST_INTERVAL=5s",
+            windows="tumbling:60s",
+            emit="changes",
+            persist_interval="5s",
+        ),
+        Candidate(
+            "insights-min-changes-100ms-persist5s",
+            "insights",
+            "our worker, tumbling 60s, emit changes, flush 100ms, persist 5s",
+            windows="tumbling:60s",
+            emit="changes",
+            flush_interval="100ms",
+            persist_interval="5s",
             throughput=False,
         ),
         Candidate(
@@ -227,6 +263,8 @@ class RunSpec:
             env["INSIGHTS_EMIT"] = c.emit
         if c.flush_interval:
             env["INSIGHTS_FLUSH_INTERVAL"] = c.flush_interval
+        if c.persist_interval:
+            env["INSIGHTS_PERSIST_INTERVAL"] = c.persist_interval
         if os.environ.get("BENCH_PROFILE_DIR"):
             env["BENCH_PROFILE"] = str(Path(os.environ["BENCH_PROFILE_DIR"]) / f"{rid}-{i}.prof")
         if os.environ.get("BENCH_TRACEMALLOC_DIR"):

@@ -175,6 +175,17 @@ class Settings(BaseSettings):
             "output records and changelog writes)"
         ),
     )
+    persist_interval_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=300)] | None = (
+        Field(
+            None,
+            alias="INSIGHTS_PERSIST_INTERVAL",
+            description=(
+                "at_least_once only: how often state is written to the changelog and input "
+                "offsets become committable (default: every flush); longer means fewer "
+                "changelog writes and, after a crash, more input replayed and outputs repeated"
+            ),
+        )
+    )
     dedup_ttl_s: Seconds = Field(
         600.0, alias="INSIGHTS_DEDUP_TTL", description="how long an `event_id` is remembered"
     )
@@ -327,6 +338,16 @@ class Settings(BaseSettings):
         if self.anomaly_critical_z < self.anomaly_warning_z:
             msg = "INSIGHTS_ANOMALY_CRITICAL_Z must be at least INSIGHTS_ANOMALY_WARNING_Z"
             raise ValueError(msg)
+        if self.persist_interval_s is not None:
+            if self.processing_guarantee == "exactly_once":
+                msg = (
+                    "INSIGHTS_PERSIST_INTERVAL works only with at_least_once (exactly_once "
+                    "persists every flush, in the flush's transaction)"
+                )
+                raise ValueError(msg)
+            if self.persist_interval_s < self.flush_interval_s:
+                msg = "INSIGHTS_PERSIST_INTERVAL must be at least INSIGHTS_FLUSH_INTERVAL"
+                raise ValueError(msg)
         if self.web_port and self.web_port == self.metrics_port:
             msg = "INSIGHTS_METRICS_PORT must differ from INSIGHTS_WEB_PORT"
             raise ValueError(msg)

@@ -100,6 +100,7 @@ class RollingEngine:
         self.partitions: dict[int, PartitionState] = {}
         self.last_activity: dict[int, float] = {}
         self.last_changes: dict[int, float] = {}
+        self.last_persist: dict[int, float] = {}
         self._chunk_ids = itertools.count()
         self._flush_locks: dict[int, asyncio.Lock] = {}
         # Per partition, since its last flush: who waits for it, and the input timestamps
@@ -119,6 +120,7 @@ class RollingEngine:
             self.partitions.pop(partition, None)
             self.last_activity.pop(partition, None)
             self.last_changes.pop(partition, None)
+            self.last_persist.pop(partition, None)
             self._waiters.pop(partition, None)  # never durable here: not acknowledged
             self._unobserved.pop(partition, None)
         if partitions:
@@ -241,8 +243,8 @@ class RollingEngine:
             for record in late:
                 await self._dead_letter_late(partition, record, state)
             self._unobserved.setdefault(partition, []).extend(sources_ms)
-            if not defer:
-                return await self._flush(partition, state)
+            if not defer:  # acknowledged when this returns: persisted now, whatever is due
+                return await self._flush(partition, state, persist=True)
         return True
 
     def when_durable(self, partition: int, callback: Callable[[], None]) -> bool:
@@ -306,7 +308,9 @@ class RollingEngine:
 
         In that order: state that says "this window's final was sent" must never be in the
         changelog while the final is not in Kafka (a crash between the two would lose it);
-        the other way round, a crash only repeats outputs (at-least-once). One flush per
+        the other way round, a crash only repeats outputs (at-least-once). With
+        `INSIGHTS_PERSIST_INTERVAL` a timer flush writes the changelog only when that is due,
+        and what was folded in is acknowledged only once it is written. One flush per
         partition at a time (the timer and the agents both flush); `advance_to_ms` first
         moves the watermark of an idle partition to the wall clock. The state is looked up
         under the lock: one taken before it may have been replaced meanwhile (a rebalance
@@ -321,7 +325,7 @@ class RollingEngine:
                 state.advance(advance_to_ms)
             await self._flush(partition, state)
 
-    async def _flush(self, partition: int, state: PartitionState) -> bool:
+    async def _flush(self, partition: int, state: PartitionState, *, persist: bool = False) -> bool:
         """False, and the partition's state dropped unpersisted, when it is not this
         worker's any more (before or while sending): the caller must not acknowledge what
         it folded in."""
@@ -330,7 +334,10 @@ class RollingEngine:
         now = time.monotonic()
         since = now - self.last_changes.get(partition, 0.0)
         changes = since >= self.settings.flush_interval_s * _CHANGES_DUE
-        waiters = self._waiters.pop(partition, [])
+        persist = persist or self._persist_due(partition, now)
+        # Waiters are called once what they wait for is in the changelog: a flush that
+        # does not persist leaves them (and the offsets they release) to the next one.
+        waiters = self._waiters.pop(partition, []) if persist else []
         sources_ms = self._unobserved.pop(partition, [])
         if not self._holds(partition, state):
             self._drop_unpersisted(partition, state, "revoked before the flush")
@@ -356,13 +363,23 @@ class RollingEngine:
             if not self._holds(partition, state):
                 self._drop_unpersisted(partition, state, "revoked while sending")
                 return False
-        await self._persist(partition, state)
         for topic, count in counts.items():
             self.metrics.records_emitted.labels(topic=topic).inc(count)
         self._observe_latency(sources_ms)
-        for waiter in waiters:
-            waiter()
+        if persist:
+            await self._persist(partition, state)
+            self.last_persist[partition] = now
+            for waiter in waiters:
+                waiter()
         return True
+
+    def _persist_due(self, partition: int, now: float) -> bool:
+        """Every flush persists, unless `INSIGHTS_PERSIST_INTERVAL` (at_least_once) spaces
+        the changelog writes out: then once per interval (due from 3/4 of it, as changes)."""
+        interval = self.settings.persist_interval_s
+        if interval is None:
+            return True
+        return now - self.last_persist.get(partition, 0.0) >= interval * _CHANGES_DUE
 
     def _holds(self, partition: int, state: PartitionState) -> bool:
         """Whether `state` is still the partition's, and the partition still this worker's."""

@@ -52,6 +52,19 @@ def test_a_bad_setting_is_one_line_naming_it(name: str, value: str) -> None:
     assert message.startswith(name) and "\n" not in message
 
 
+def test_persist_interval_only_with_at_least_once_and_not_below_the_flush_interval() -> None:
+    assert load_settings({}).persist_interval_s is None  # every flush
+    assert load_settings({"INSIGHTS_PERSIST_INTERVAL": "5s"}).persist_interval_s == 5.0
+    for env in (
+        {"INSIGHTS_PERSIST_INTERVAL": "5s", "INSIGHTS_PROCESSING_GUARANTEE": "exactly_once"},
+        {"INSIGHTS_PERSIST_INTERVAL": "500ms"},  # below the 1 s flush interval
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_settings(env)
+        message = str(info.value)
+        assert "INSIGHTS_PERSIST_INTERVAL" in message and "\n" not in message
+
+
 def test_secrets_from_files_and_never_in_errors(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text("s3cret-value\n")
