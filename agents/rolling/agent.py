@@ -54,6 +54,7 @@ BATCH_MAX: Final = 5000
 BATCH_WAIT_S: Final = 0.05
 _LATENCY_SAMPLES: Final = 64
 _CHANGES_DUE: Final = 0.75
+_PERSIST_PHASES: Final = 8  # INSIGHTS_PERSIST_INTERVAL: partitions persist in 8 turns
 _SEND_SLICE: Final = 4096  # records (or changelog writes) in flight per flush at a time
 
 _T = TypeVar("_T")
@@ -365,21 +366,27 @@ class RollingEngine:
                 return False
         for topic, count in counts.items():
             self.metrics.records_emitted.labels(topic=topic).inc(count)
-        self._observe_latency(sources_ms)
         if persist:
             await self._persist(partition, state)
             self.last_persist[partition] = now
             for waiter in waiters:
                 waiter()
+        self._observe_latency(sources_ms)  # published (and persisted, when due)
         return True
 
     def _persist_due(self, partition: int, now: float) -> bool:
         """Every flush persists, unless `INSIGHTS_PERSIST_INTERVAL` (at_least_once) spaces
-        the changelog writes out: then once per interval (due from 3/4 of it, as changes)."""
+        the changelog writes out: then once per interval (due from 3/4 of it, as changes).
+        The partitions' turns are spread over the interval (by partition number), so one
+        flush does not write every partition's changes at once."""
         interval = self.settings.persist_interval_s
         if interval is None:
             return True
-        return now - self.last_persist.get(partition, 0.0) >= interval * _CHANGES_DUE
+        last = self.last_persist.get(partition)
+        if last is None:
+            phase = (partition % _PERSIST_PHASES) / _PERSIST_PHASES
+            last = self.last_persist[partition] = now - interval * phase
+        return now - last >= interval * _CHANGES_DUE
 
     def _holds(self, partition: int, state: PartitionState) -> bool:
         """Whether `state` is still the partition's, and the partition still this worker's."""
