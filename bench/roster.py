@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.procs import Proc
@@ -81,41 +81,6 @@ CANDIDATES: dict[str, Candidate] = {
             flush_interval="100ms",
             throughput=False,
         ),
-        # The changelog written (and input offsets released) every 5 s, as often as Quix
-        # Streams commits by default, instead of every flush (at_least_once only).
-        Candidate(
-            "insights-default-persist5s",
-            "insights",
-            "our worker, default windows, emit both, INSIGHTS_PERSIST_INTERVAL=5s",
-            persist_interval="5s",
-        ),
-        Candidate(
-            "insights-min-final-persist5s",
-            "insights",
-            "our worker, tumbling 60s, emit final, INSIGHTS_PERSIST_INTERVAL=5s",
-            windows="tumbling:60s",
-            emit="final",
-            emits_changes=False,
-            persist_interval="5s",
-        ),
-        Candidate(
-            "insights-min-changes-persist5s",
-            "insights",
-            "our worker, tumbling 60s, emit changes, INSIGHTS_PERSIST_INTERVAL=5s",
-            windows="tumbling:60s",
-            emit="changes",
-            persist_interval="5s",
-        ),
-        Candidate(
-            "insights-min-changes-100ms-persist5s",
-            "insights",
-            "our worker, tumbling 60s, emit changes, flush 100ms, persist 5s",
-            windows="tumbling:60s",
-            emit="changes",
-            flush_interval="100ms",
-            persist_interval="5s",
-            throughput=False,
-        ),
         Candidate(
             "quix-final",
             "quix",
@@ -150,6 +115,27 @@ CANDIDATES: dict[str, Candidate] = {
         ),
     )
 }
+
+
+def _persisting(c: Candidate, interval: str = "5s") -> Candidate:
+    """`c` with the changelog written (and input offsets released) every `interval`, as
+    often as Quix Streams commits by default, instead of every flush (at_least_once)."""
+    return replace(
+        c,
+        name=f"{c.name}-persist{interval}",
+        description=f"{c.description}, INSIGHTS_PERSIST_INTERVAL={interval}",
+        persist_interval=interval,
+    )
+
+
+for _name in (
+    "insights-default",
+    "insights-min-final",
+    "insights-min-changes",
+    "insights-min-changes-100ms",
+):
+    _variant = _persisting(CANDIDATES[_name])
+    CANDIDATES[_variant.name] = _variant
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ logger = structlog.get_logger(__name__)
 BATCH_MAX: Final = 5000
 BATCH_WAIT_S: Final = 0.05
 _LATENCY_SAMPLES: Final = 64
-_CHANGES_DUE: Final = 0.75
+_DUE_FRACTION: Final = 0.75
 _PERSIST_PHASES: Final = 8  # INSIGHTS_PERSIST_INTERVAL: partitions persist in 8 turns
 _SEND_SLICE: Final = 4096  # records (or changelog writes) in flight per flush at a time
 
@@ -330,11 +330,9 @@ class RollingEngine:
         """False, and the partition's state dropped unpersisted, when it is not this
         worker's any more (before or while sending): the caller must not acknowledge what
         it folded in."""
-        # Coalesced changes go out once per flush interval per partition: due from 3/4 of
-        # it, so a timer tick that comes a little early does not hold them a whole interval.
+        # Coalesced changes go out once per flush interval per partition (`_due`).
         now = time.monotonic()
-        since = now - self.last_changes.get(partition, 0.0)
-        changes = since >= self.settings.flush_interval_s * _CHANGES_DUE
+        changes = _due(now - self.last_changes.get(partition, 0.0), self.settings.flush_interval_s)
         persist = persist or self._persist_due(partition, now)
         # Waiters are called once what they wait for is in the changelog: a flush that
         # does not persist leaves them (and the offsets they release) to the next one.
@@ -376,7 +374,7 @@ class RollingEngine:
 
     def _persist_due(self, partition: int, now: float) -> bool:
         """Every flush persists, unless `INSIGHTS_PERSIST_INTERVAL` (at_least_once) spaces
-        the changelog writes out: then once per interval (due from 3/4 of it, as changes).
+        the changelog writes out: then once per interval (`_due`, as changes).
         The partitions' turns are spread over the interval (by partition number), so one
         flush does not write every partition's changes at once."""
         interval = self.settings.persist_interval_s
@@ -386,7 +384,7 @@ class RollingEngine:
         if last is None:
             phase = (partition % _PERSIST_PHASES) / _PERSIST_PHASES
             last = self.last_persist[partition] = now - interval * phase
-        return now - last >= interval * _CHANGES_DUE
+        return _due(now - last, interval)
 
     def _holds(self, partition: int, state: PartitionState) -> bool:
         """Whether `state` is still the partition's, and the partition still this worker's."""
@@ -498,6 +496,12 @@ class RollingEngine:
             errors=[FieldError(field="observed_at", message=message)],
             event_id=record.event_id,
         )
+
+
+def _due(elapsed_s: float, interval_s: float) -> bool:
+    """Whether periodic work is due: from 3/4 of its interval, so a timer tick that comes a
+    little early does not hold it a whole interval more."""
+    return elapsed_s >= interval_s * _DUE_FRACTION
 
 
 def _slices(items: Iterable[_T]) -> Iterator[list[_T]]:
