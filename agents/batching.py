@@ -15,6 +15,7 @@ from streams.faust_compat import (
     BatchLane,
     acking_processed,
     commit_gate,
+    committed_offset,
     current_generation,
     never_commit,
 )
@@ -42,6 +43,7 @@ async def consume_batches(
     the acknowledgements made here count towards commits (`install_ack_fixes`).
     """
     gate = commit_gate(app)
+    started: set[tuple[Any, int]] = set()  # (partition, generation) with a processed batch
     batches = stream.take_events(batch_max, within=within_s)  # type: ignore[attr-defined]
     async for events in batches:
         batch = []
@@ -52,6 +54,7 @@ async def consume_batches(
                 never_commit(event.message)
         if not batch:
             continue
+        _log_first_offsets(app, batch, started)
         async with gate.work():
             await run_guarded(app, process(batch))
             with acking_processed():
@@ -80,6 +83,27 @@ async def consume_lane(
             if lane.current(tp, generation):
                 done = functools.partial(_mark_done, lane, tp, records, generation)
                 await run_guarded(app, process(records, done))
+
+
+def _log_first_offsets(app: faust.App, batch: list[Any], started: set[tuple[Any, int]]) -> None:
+    """Log where a partition's processing starts in each consumer generation, beside the
+    offset committed for it: one line per partition per rebalance, which tells who
+    processed which offsets when one is ever found missing."""
+    for event in batch:
+        message = event.message
+        key = (message.tp, message.generation_id)
+        if key not in started:
+            stale = {seen for seen in started if seen[1] != message.generation_id}
+            started.difference_update(stale)  # older generations' partitions
+            started.add(key)
+            logger.info(
+                "partition_processing_from",
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                generation=message.generation_id,
+                committed=committed_offset(app, message.tp),
+            )
 
 
 def _mark_done(lane: BatchLane, tp: Any, records: list[Any], generation: int) -> None:

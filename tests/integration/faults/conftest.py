@@ -8,6 +8,8 @@ import contextlib
 import inspect
 import json
 import random
+import re
+import shutil
 import signal
 import time
 from collections import Counter
@@ -26,7 +28,7 @@ from streams.durations import parse_windows
 from tests.support.broker import Broker
 from tests.support.finals import assert_exact
 from tests.support.kafka_io import backlog, produce, read_topic
-from tests.support.kafka_server import KafkaServer
+from tests.support.kafka_server import REPO, KafkaServer
 from tests.support.scenario import BASE_MS, Scenario
 from tests.support.truth import Event
 from tests.support.worker import TopicNames, WorkerProcess, worker_env
@@ -130,10 +132,29 @@ def fleet_factory(
         return fleet
 
     yield make
+    failed = getattr(request.node, "failed_call", False)
     for fleet in made:
-        if getattr(request.node, "failed_call", False):
+        if failed:
             fleet.dump_stacks()
         fleet.stop_all()
+    if failed:
+        _keep_logs(request.node.nodeid, made)
+
+
+FAILED_LOGS = REPO / ".ci" / "artifacts" / "failed-fault-tests"
+
+
+def _keep_logs(nodeid: str, fleets: Sequence[Fleet]) -> None:
+    """Copy a failed test's worker logs out of pytest's temporary dirs (it keeps only the
+    last three sessions'), so a rare failure can be read after the run."""
+    target = FAILED_LOGS / re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid)
+    target.mkdir(parents=True, exist_ok=True)
+    for fleet_index, fleet in enumerate(fleets):
+        for worker_index, worker in enumerate(fleet.workers):
+            if worker.log_path.exists():
+                name = f"fleet{fleet_index}-worker{worker_index}.log"
+                shutil.copy(worker.log_path, target / name)
+    print(f"\nworker logs of the failed test kept in {target}")  # noqa: T201
 
 
 def _tail(path: Path, size: int = 65536) -> str:
