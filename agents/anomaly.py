@@ -20,6 +20,7 @@ from typing import Any, Final
 import orjson
 
 from models import Anomaly, dumps, from_epoch_ms
+from models.codec import right_sized
 from models.keyed import KeyedObservation
 
 __all__ = ["AnomalyConfig", "BaselineState", "Detection", "anomaly_record"]
@@ -109,7 +110,9 @@ class BaselineState:
     def take_persist(self) -> dict[str, bytes]:
         """Changed baselines as logical key -> value."""
         writes = {
-            orjson.dumps(["b", subject, metric]).decode(): orjson.dumps(self._baselines[key])
+            orjson.dumps(["b", subject, metric]).decode(): right_sized(
+                orjson.dumps(self._baselines[key])
+            )
             for key in self._changed
             for subject, metric in (key,)
         }

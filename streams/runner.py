@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 from streams.app import create_app
 from streams.embedded import EmbeddedBroker
 from streams.errors import ConfigError
+from streams.heap import limit_arenas
 from streams.kafka import check_access, ensure_topics
 from streams.logs import configure_logging, register_secrets
 from streams.metrics import serve_metrics
@@ -87,6 +88,7 @@ def _secrets(settings: Settings) -> list[str | None]:
 
 def run_worker(settings: Settings) -> int:
     """Run one worker until it is stopped; returns the process exit code."""
+    limit_arenas()  # before the Kafka client threads exist
     configure_logging(settings.log_level, settings.log_format)
     register_secrets(_secrets(settings))
     with contextlib.ExitStack() as stack:
