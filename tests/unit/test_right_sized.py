@@ -47,3 +47,39 @@ def test_write_table_keeps_right_sized_copies(monkeypatch: pytest.MonkeyPatch) -
     assert table.data[b"k"] == value
     assert table.data[b"k"] is not value  # the kept copy, not orjson's buffer
     assert sent == [value]
+
+
+def test_a_flush_of_many_keys_holds_its_writes_in_buffers_of_their_own_size() -> None:
+    from agents.anomaly import AnomalyConfig
+    from agents.rolling import PartitionState, WindowPlan
+    from models.keyed import KeyedObservation
+    from streams.durations import parse_windows
+
+    plan = WindowPlan(parse_windows("tumbling:60s,hopping:300s/60s"), 30_000)
+    config = AnomalyConfig(alpha=0.1, warmup=3, warning_z=3, critical_z=5, cooldown_ms=0)
+    state = PartitionState(plan, dedup_ttl_ms=600_000, anomaly=config)
+    keys = 2000
+    for i in range(keys):
+        record = KeyedObservation(
+            "subject", f"s-{i}", f"e-{i}", "o1", f"s-{i}", None, "temp", 1.5, 1_795_780_800_000,
+            None, 0, 0, 0,
+        )  # fmt: skip
+        state.offer(record, received_ms=i)
+
+    writes: dict[str, bytes | None] = {}
+    used = traced_bytes(lambda: writes.update(state.take_persist("flush-1")[0]) or writes)
+
+    values = [v for v in writes.values() if v is not None]
+    assert len(values) == 2 * keys + 2  # a state and a baseline per key, watermark, journal
+    assert used <= sum(len(v) for v in values) + len(writes) * 200 + 262_144  # not 4 KiB each
+
+
+def test_heap_arenas_are_capped_unless_the_operator_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.heap import limit_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_arenas() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_arenas() is True  # glibc here (Debian, and the image)
