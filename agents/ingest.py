@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 import faust
 import structlog
-from aiokafka import ConsumerRecord
-from faust.types import Message
 from opentelemetry.trace import SpanKind
 
-from agents.batching import consume_batches, consume_lane
+from agents.batching import consume_lane
 from agents.deadletters import DeadLetterSink
 from models import DecodeError
 from models.fast_decode import decode_keyed
@@ -27,9 +25,6 @@ from streams.tracing import Headers, Tracing, current_headers
 __all__ = ["Folder", "Ingest", "attach_ingest"]
 
 logger = structlog.get_logger(__name__)
-
-_BATCH_MAX: Final = 5000  # the per-message path (exactly_once): take_events batches
-_BATCH_WAIT_S: Final = 0.05
 
 
 class Folder(Protocol):
@@ -167,22 +162,6 @@ def attach_ingest(
     """Register the ingest agent: input topic -> (dead letters | keyed topic)."""
     ingest = Ingest(app, topics, settings, metrics, sink, tracing)
 
-    if settings.processing_guarantee == "exactly_once":
-        # Faust's per-message path. Under exactly_once the lane once crashed workers in
-        # the crash test with a standby; that was most likely the stale transactional
-        # producer fixed since (install_transaction_fixes, 5), but the lane has not been
-        # run under exactly_once again.
-        @app.agent(topics.input, name="ingest")
-        async def ingest_events(stream: faust.StreamT[bytes]) -> None:
-            async def process(events: list[faust.EventT[bytes]]) -> None:
-                await ingest.process([as_record(event.message) for event in events])
-
-            await consume_batches(
-                app, stream, process, batch_max=_BATCH_MAX, within_s=_BATCH_WAIT_S
-            )
-
-        return ingest
-
     lane = batch_lane(app, {ingest.input_topic})
 
     @app.agent(topics.input, name="ingest")
@@ -192,20 +171,3 @@ def attach_ingest(
         await consume_lane(app, lane, ingest.process)
 
     return ingest
-
-
-def as_record(message: Message) -> ConsumerRecord[bytes, bytes]:
-    """A Faust message as the aiokafka record the lane hands over (timestamp in ms)."""
-    return ConsumerRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=int(message.timestamp * 1000),
-        timestamp_type=message.timestamp_type,
-        key=message.key,
-        value=message.value,
-        checksum=None,
-        serialized_key_size=message.serialized_key_size,
-        serialized_value_size=message.serialized_value_size,
-        headers=tuple(message.headers or ()),
-    )

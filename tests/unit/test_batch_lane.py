@@ -134,29 +134,3 @@ async def test_the_lane_agent_processes_current_batches_and_drops_older_ones() -
     deferred.pop()()
     assert lane.committable(inputs0) == 5
     assert lane.committable(inputs1) is None
-
-
-def test_the_per_message_path_hands_ingest_the_lane_s_record_shape() -> None:
-    from faust.types import Message
-
-    from agents.ingest import as_record
-
-    message = Message(
-        topic="in",
-        partition=3,
-        offset=41,
-        timestamp=1795773840.125,
-        timestamp_type=0,
-        headers=[("traceparent", b"00-abc")],
-        key=b"s-1",
-        value=b"{}",
-        checksum=None,
-    )
-    record = as_record(message)
-    assert (record.topic, record.partition, record.offset) == ("in", 3, 41)
-    assert record.timestamp == 1795773840125  # milliseconds, as aiokafka gives them
-    assert (record.key, record.value, record.headers) == (
-        b"s-1",
-        b"{}",
-        (("traceparent", b"00-abc"),),
-    )
