@@ -196,7 +196,10 @@ class Aggregate:
         agg.mean, agg.m2 = float(mean), float(m2)
         agg.min, agg.max = float(low), float(high)
         agg.first = (int(first[0]), str(first[1]), float(first[2])) if first else None
-        agg.last = (int(last[0]), str(last[1]), float(last[2])) if last else None
+        if last == first:  # one value: one shared point, as `add` makes it
+            agg.last = agg.first
+        else:
+            agg.last = (int(last[0]), str(last[1]), float(last[2])) if last else None
         agg.observers = {str(k): [v[0], v[1], v[2]] for k, v in observers.items()}
         agg.sketch = QuantileSketch.from_state(sketch)
         return agg

@@ -13,6 +13,9 @@ __all__ = ["RELATIVE_ACCURACY", "QuantileSketch"]
 RELATIVE_ACCURACY: Final = 0.01
 _MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN_POSITIVE: Final = _MAPPING.min_possible
+# The bins of a side no value has fallen on yet, shared (never written): most metrics are
+# never negative, and an empty dict per window pane is 64 bytes of 100,000 keys' state.
+_NO_BINS: Final[dict[int, int]] = {}
 
 
 class QuantileSketch:
@@ -22,7 +25,7 @@ class QuantileSketch:
 
     def __init__(self) -> None:
         self.positive: dict[int, int] = {}
-        self.negative: dict[int, int] = {}
+        self.negative: dict[int, int] = _NO_BINS
         self.zero = 0
         self.count = 0
 
@@ -33,6 +36,8 @@ class QuantileSketch:
             self.positive[key] = self.positive.get(key, 0) + 1
         elif value < -_MIN_POSITIVE:
             key = _MAPPING.key(-value)
+            if self.negative is _NO_BINS:
+                self.negative = {}
             self.negative[key] = self.negative.get(key, 0) + 1
         else:
             self.zero += 1
@@ -42,6 +47,8 @@ class QuantileSketch:
         """Add every value counted by `other` (the result is as if added one by one)."""
         for key, n in other.positive.items():
             self.positive[key] = self.positive.get(key, 0) + n
+        if other.negative and self.negative is _NO_BINS:
+            self.negative = {}
         for key, n in other.negative.items():
             self.negative[key] = self.negative.get(key, 0) + n
         self.zero += other.zero
@@ -108,7 +115,8 @@ class QuantileSketch:
         sketch = cls()
         positive, negative, zero = state
         sketch.positive = {int(k): int(n) for k, n in positive}
-        sketch.negative = {int(k): int(n) for k, n in negative}
+        if negative:
+            sketch.negative = {int(k): int(n) for k, n in negative}
         sketch.zero = int(zero)
         sketch.count = sum(sketch.positive.values()) + sum(sketch.negative.values()) + sketch.zero
         return sketch
