@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from typing import Any, Final
 
 from models.codec import decode_observation, parse_json
@@ -114,7 +115,7 @@ def _fast(
         observer_id,
         subject_id,
         group_id,
-        metric,
+        sys.intern(metric),  # one string per metric name in every key's state, not one each
         value,
         observed_ms,
         attributes,

@@ -344,8 +344,14 @@ class PartitionState:
     def restore(self, items: Iterable[tuple[str, bytes]]) -> None:
         """Rebuild from persisted logical key -> value pairs (after recovery)."""
         chunks: list[tuple[int, str, list[Any]]] = []
+        # A subject's or metric's name appears in several keys (state, baseline, latest
+        # final): one string each, not one per key parsed (~250 B per state key restored).
+        names: dict[str, str] = {}
         for name, raw in items:
-            parts = orjson.loads(name)
+            parts = [
+                names.setdefault(part, part) if type(part) is str else part
+                for part in orjson.loads(name)
+            ]
             value = orjson.loads(raw)
             kind = parts[0]
             if kind == "w":
