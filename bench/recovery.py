@@ -16,6 +16,7 @@ from bench.roster import CANDIDATES, RunSpec
 
 __all__ = ["recovery_run"]
 
+_SETTLE_S = 12.0
 _KEYS = re.compile(r'^insights_state_keys\{table="rolling-state"\} (\S+)$', re.MULTILINE)
 
 
@@ -81,9 +82,12 @@ def recovery_run(
         )
         _wait("state_keys gauge", proc, lambda: _state_keys(proc) >= keys, 30)
         result["state_keys"] = _state_keys(proc)
-        result["rss_mb"] = _rss_kb(proc.pid) / 1024
+        result["burst_rss_mb"] = _rss_kb(proc.pid) / 1024  # right after the last key's flush
         result["peak_rss_mb"] = peak_rss_kb(proc.pid) / 1024
-        time.sleep(3.0)  # a commit interval: changelog writes and offsets out
+        # Holding the keys, settled: the burst's garbage collected and the heap trimmed
+        # (`streams/heap.py`, at most every 10 s); also a commit interval for the changelog.
+        time.sleep(_SETTLE_S)
+        result["rss_mb"] = _rss_kb(proc.pid) / 1024
         result["first_exit_code"] = proc.stop(bound_s=60)
         second = RunSpec(
             candidate,

@@ -120,7 +120,14 @@ def targets(
         out.append(
             {
                 "target": f"RSS ≤ 400 MB at {recovery['keys']:,} keys (default windows)",
-                "measured": f"{recovery['rss_mb']:,.0f} MB",
+                "measured": f"{recovery['rss_mb']:,.0f} MB settled"
+                + (
+                    f" ({recovery['burst_rss_mb']:,.0f} MB right after the burst, "
+                    f"peak {recovery['peak_rss_mb']:,.0f} MB; a fresh replica "
+                    f"{recovery.get('fresh_rss_mb', 0):,.0f} MB)"
+                    if "burst_rss_mb" in recovery
+                    else ""
+                ),
                 "met": recovery["rss_mb"] <= 400,
             }
         )

@@ -6,7 +6,15 @@ from models.deadletter import DeadLetter, DeadLetterReason, FieldError, encode_b
 from models.insights import RollingInsight, WindowInfo, WindowType
 from models.observation import SCHEMA_VERSION, Observation
 from models.observers import ConsensusRecord, ObserverRecord, ObserverScore
-from models.timefmt import UtcDatetime, format_utc, from_epoch_ms, to_epoch_ms, utc_now
+from models.timefmt import (
+    UtcDatetime,
+    format_utc,
+    from_epoch_ms,
+    stamp_utc,
+    to_epoch_ms,
+    utc_ms,
+    utc_now,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -30,6 +38,8 @@ __all__ = [
     "format_utc",
     "from_epoch_ms",
     "loads_model",
+    "stamp_utc",
     "to_epoch_ms",
+    "utc_ms",
     "utc_now",
 ]

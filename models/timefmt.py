@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Final
 
 from pydantic import AfterValidator, PlainSerializer
 
-__all__ = ["EPOCH", "UtcDatetime", "format_utc", "from_epoch_ms", "to_epoch_ms", "utc_now"]
+__all__ = [
+    "EPOCH",
+    "UtcDatetime",
+    "format_utc",
+    "from_epoch_ms",
+    "stamp_utc",
+    "to_epoch_ms",
+    "utc_ms",
+    "utc_now",
+]
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -28,6 +38,26 @@ def format_utc(moment: datetime) -> str:
     ms = moment.microsecond // 1000
     base = moment.strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{ms:03d}Z" if ms else f"{base}Z"
+
+
+@lru_cache(maxsize=8192)
+def _utc_second(seconds: int) -> str:
+    return (EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def utc_ms(ms: int) -> str:
+    """`format_utc(from_epoch_ms(ms))`, for the hot path: the text of each second is
+    remembered (a flush's records share their windows' bounds and mostly their seconds)."""
+    seconds, millis = divmod(ms, 1000)
+    base = _utc_second(seconds)
+    return f"{base}.{millis:03d}Z" if millis else f"{base}Z"
+
+
+@lru_cache(maxsize=8)
+def stamp_utc(moment: datetime) -> str:
+    """`format_utc(moment)`, remembered for the last few moments: a flush stamps every
+    record it sends with one `emitted_at`."""
+    return format_utc(moment)
 
 
 def utc_now() -> datetime:

@@ -8,19 +8,13 @@ and validating a pydantic model per record.
 from __future__ import annotations
 
 from datetime import datetime
-from functools import lru_cache
 
 import orjson
 
 from agents.rolling.state import Emission
-from models import format_utc, from_epoch_ms
+from models import stamp_utc, utc_ms
 
 __all__ = ["insight_record"]
-
-
-@lru_cache(maxsize=65_536)
-def _utc_ms(ms: int) -> str:
-    return format_utc(from_epoch_ms(ms))
 
 
 def insight_record(emission: Emission, emitted_at: datetime) -> tuple[bytes, bytes]:
@@ -40,8 +34,8 @@ def insight_record(emission: Emission, emitted_at: datetime) -> tuple[bytes, byt
             "type": spec.type,
             "size_s": spec.size_s,
             "step_s": spec.step_s,
-            "start": _utc_ms(window.start_ms),
-            "end": _utc_ms(window.end_ms),
+            "start": utc_ms(window.start_ms),
+            "end": utc_ms(window.end_ms),
         },
         "final": emission.final,
         "count": summary.count,
@@ -55,11 +49,11 @@ def insight_record(emission: Emission, emitted_at: datetime) -> tuple[bytes, byt
         "p99": summary.p99,
         "first_value": summary.first_value,
         "last_value": summary.last_value,
-        "first_at": format_utc(from_epoch_ms(summary.first_ms)),
-        "last_at": format_utc(from_epoch_ms(summary.last_ms)),
+        "first_at": utc_ms(summary.first_ms),
+        "last_at": utc_ms(summary.last_ms),
         "observers": summary.observers,
         "rate_per_s": summary.count / spec.size_s,
-        "emitted_at": format_utc(emitted_at),
+        "emitted_at": stamp_utc(emitted_at),
     }
     key = entity if subject else f"group:{entity}"
     return key.encode(), orjson.dumps(record)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agents.rolling import Aggregate, Emission, WindowPlan
 from agents.rolling.records import insight_record
@@ -23,3 +25,40 @@ def test_rendered_record_equals_the_models_dump() -> None:
             model = RollingInsight.model_validate_json(value)
             assert orjson.loads(dumps(model)) == orjson.loads(value)
             assert key == (entity if scope == "subject" else f"group:{entity}").encode()
+
+
+def test_rendered_consensus_equals_the_models_dump() -> None:
+    import faust
+
+    from agents.observers.coordinator import Coordinator
+    from models import ConsensusRecord
+    from streams.settings import load_settings
+    from streams.topics import declare_topics
+
+    settings = load_settings({})
+    app = faust.App("pin-consensus", broker="kafka://127.0.0.1:1", autodiscover=False)
+    coordinator = Coordinator(declare_topics(app, settings), settings)
+    plan = WindowPlan(parse_windows("tumbling:60s,hopping:300s/60s"), 30_000)
+    agg = Aggregate()
+    for i, value in enumerate([20.9, 21.3, 22.0, 35.5, 21.0, 21]):
+        agg.add(value, 1_795_780_803_120 + i * 1001, f"e{i}", f"o{i % 3}")
+    now = utc_now()
+    window = next(iter(plan.windows_of(1_795_780_803_120)))
+    emission = Emission(("subject", "s-17", "temp"), window, agg.finish(), final=True)
+
+    records = coordinator.judge(emission, now)
+
+    topic, key, value, _ = records[0]
+    assert (topic, key) == (settings.observer_topic, b"s-17")
+    model = ConsensusRecord.model_validate_json(value)
+    assert orjson.loads(dumps(model)) == orjson.loads(value)
+    assert len(model.observers) == 3
+
+
+@given(st.integers(min_value=-(10**13), max_value=10**14))
+def test_fast_utc_text_equals_format_utc(ms: int) -> None:
+    from models import format_utc, from_epoch_ms, stamp_utc, utc_ms
+
+    assert utc_ms(ms) == format_utc(from_epoch_ms(ms))
+    moment = from_epoch_ms(ms)
+    assert stamp_utc(moment) == format_utc(moment)
