@@ -10,7 +10,7 @@ import orjson
 
 from agents.observers.book import Score
 from agents.observers.consensus import consensus_of
-from models import stamp_utc, utc_ms
+from models import stamp_utc, window_json
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -48,13 +48,9 @@ class Coordinator:
             "kind": "consensus",
             "subject_id": subject,
             "metric": metric,
-            "window": {
-                "type": spec.type,
-                "size_s": spec.size_s,
-                "step_s": spec.step_s,
-                "start": utc_ms(window.start_ms),
-                "end": utc_ms(window.end_ms),
-            },
+            "window": window_json(
+                spec.type, spec.size_s, spec.step_s, window.start_ms, window.end_ms
+            ),
             "consensus": float(result.consensus),
             "spread": float(result.spread),
             "observers": [

@@ -12,7 +12,7 @@ from datetime import datetime
 import orjson
 
 from agents.rolling.state import Emission
-from models import stamp_utc, utc_ms
+from models import stamp_utc, utc_ms, window_json
 
 __all__ = ["insight_record"]
 
@@ -30,13 +30,7 @@ def insight_record(emission: Emission, emitted_at: datetime) -> tuple[bytes, byt
         "subject_id": entity if subject else None,
         "group_id": None if subject else entity,
         "metric": metric,
-        "window": {
-            "type": spec.type,
-            "size_s": spec.size_s,
-            "step_s": spec.step_s,
-            "start": utc_ms(window.start_ms),
-            "end": utc_ms(window.end_ms),
-        },
+        "window": window_json(spec.type, spec.size_s, spec.step_s, window.start_ms, window.end_ms),
         "final": emission.final,
         "count": summary.count,
         "sum": summary.sum,
