@@ -495,10 +495,20 @@ def install_rebalance_fixes() -> None:
        window panes without the dedup journal, and counted the replayed input twice).
        Here the highwater is the larger of that answer and what a fetch of the offset
        before it reports (`fetched_ends`); on Apache Kafka the two agree.
+    6. A rebalance seeks every stream partition back to its committed offset, but
+       aiokafka's `seek_to_committed` does not seek a partition that has none yet: it
+       stays at the consumer's position, past the records fetched before the rebalance
+       and dropped then (Faust's `getmany` drops them when the flow stops; the agents drop
+       batches of an older generation). Measured under exactly_once in the scale test:
+       rebalances 2 s apart, closer than the commit interval, so keyed partition 6 of a
+       worker that kept it never had a commit (acknowledgements are dropped at each
+       revocation); its processing restarted at offset 232, then at 363, and records
+       286-362 were never offered to the state. Here such partitions go to their start.
     Upstream changes that would remove them: `_set_active_tps(assigned - paused)` with the
     pause first, `set(active_partitions)` in `_wait_next_records`, that order in
-    `on_recovery_completed`, `end_offsets` in `AIOKafkaConsumerThread._highwaters`, and
-    Tansu answering ListOffsets with its high watermark.
+    `on_recovery_completed`, `end_offsets` in `AIOKafkaConsumerThread._highwaters`,
+    Tansu answering ListOffsets with its high watermark, and `perform_seek` applying
+    the reset policy to partitions without a committed offset.
     Returns False (and changes nothing) on another Faust version.
     """
     from faust.tables.recovery import Recovery
@@ -549,6 +559,8 @@ def install_rebalance_fixes() -> None:
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+            streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+            await _seek_uncommitted_to_start(consumer, streams)
         self.completed.set()
         app.flow_control.resume()  # clears the queues: no stream record is in them yet
         consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
@@ -564,6 +576,16 @@ def install_rebalance_fixes() -> None:
     AIOKafkaDriverConsumer._getmany = _getmany  # type: ignore[method-assign]
     Recovery.on_recovery_completed = on_recovery_completed  # type: ignore[method-assign]
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+
+
+async def _seek_uncommitted_to_start(consumer: Any, partitions: set[Any]) -> None:
+    """Seek stream partitions that have no committed offset to their start (as
+    `auto_offset_reset=earliest` would): aiokafka's `seek_to_committed` leaves such a
+    partition where it was, past any record fetched before the rebalance and dropped."""
+    for tp in sorted(partitions):
+        if consumer._committed_offset.get(tp) is None:
+            logger.info("seek_uncommitted_to_start", topic=tp.topic, partition=tp.partition)
+            await consumer.seek(tp, 0)
 
 
 _PROBE_BYTES = 1 << 20

@@ -154,10 +154,14 @@ async def test_recovery_fix_seeks_then_clears_then_resumes_stream_partitions() -
 
     assert install_rebalance_fixes()
     calls: list[Any] = []
-    stream_tp, changelog_tp = ("input", 0), ("app-state-changelog", 0)
+    stream_tp, changelog_tp = TP("input", 0), TP("app-state-changelog", 0)
+    committed_tp = TP("input", 1)
 
     async def perform_seek() -> None:
         calls.append("seek")
+
+    async def seek(tp: Any, offset: int) -> None:
+        calls.append(("seek", tp, offset))
 
     async def on_rebalance_complete_send() -> None:
         calls.append("rebalance complete")
@@ -169,8 +173,10 @@ async def test_recovery_fix_seeks_then_clears_then_resumes_stream_partitions() -
         return await coro
 
     consumer = SimpleNamespace(
-        assignment=lambda: {stream_tp, changelog_tp},
+        assignment=lambda: {stream_tp, committed_tp, changelog_tp},
         perform_seek=perform_seek,
+        seek=seek,
+        _committed_offset={committed_tp: 5},  # none yet for stream_tp (nor the changelog)
         resume_partitions=lambda tps: calls.append(("resume partitions", tps)),
         resume_flow=lambda: calls.append("resume flow"),
     )
@@ -202,8 +208,9 @@ async def test_recovery_fix_seeks_then_clears_then_resumes_stream_partitions() -
     assert calls == [
         "rebalance complete",
         "seek",
+        ("seek", stream_tp, 0),  # no committed offset: its start, not where it was
         "clear queues",
-        ("resume partitions", {stream_tp}),
+        ("resume partitions", {stream_tp, committed_tp}),
         "resume flow",
         "fetcher",
         "rebalance end",
