@@ -43,7 +43,7 @@ async def consume_batches(
     the acknowledgements made here count towards commits (`install_ack_fixes`).
     """
     gate = commit_gate(app)
-    started: set[tuple[Any, int]] = set()  # (partition, generation) with a processed batch
+    started: dict[Any, int] = {}  # partition -> the generation of its last logged start
     batches = stream.take_events(batch_max, within=within_s)  # type: ignore[attr-defined]
     async for events in batches:
         batch = []
@@ -85,17 +85,14 @@ async def consume_lane(
                 await run_guarded(app, process(records, done))
 
 
-def _log_first_offsets(app: faust.App, batch: list[Any], started: set[tuple[Any, int]]) -> None:
+def _log_first_offsets(app: faust.App, batch: list[Any], started: dict[Any, int]) -> None:
     """Log where a partition's processing starts in each consumer generation, beside the
     offset committed for it: one line per partition per rebalance, which tells who
     processed which offsets when one is ever found missing."""
     for event in batch:
         message = event.message
-        key = (message.tp, message.generation_id)
-        if key not in started:
-            stale = {seen for seen in started if seen[1] != message.generation_id}
-            started.difference_update(stale)  # older generations' partitions
-            started.add(key)
+        if started.get(message.tp) != message.generation_id:
+            started[message.tp] = message.generation_id
             logger.info(
                 "partition_processing_from",
                 topic=message.topic,

@@ -556,14 +556,14 @@ def install_rebalance_fixes() -> None:
                 f"param {generation_id}"
             )
             return
+        streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
-            streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
-            await _seek_uncommitted_to_start(consumer, streams)
+            await _seek_uncommitted_to_start(app, streams)
         self.completed.set()
         app.flow_control.resume()  # clears the queues: no stream record is in them yet
-        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        consumer.resume_partitions(streams)
         consumer.resume_flow()
         await app._fetcher.maybe_start()
         self.tables.on_actives_ready()
@@ -578,14 +578,14 @@ def install_rebalance_fixes() -> None:
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
 
 
-async def _seek_uncommitted_to_start(consumer: Any, partitions: set[Any]) -> None:
+async def _seek_uncommitted_to_start(app: Any, partitions: set[Any]) -> None:
     """Seek stream partitions that have no committed offset to their start (as
     `auto_offset_reset=earliest` would): aiokafka's `seek_to_committed` leaves such a
     partition where it was, past any record fetched before the rebalance and dropped."""
     for tp in sorted(partitions):
-        if consumer._committed_offset.get(tp) is None:
+        if committed_offset(app, tp) is None:
             logger.info("seek_uncommitted_to_start", topic=tp.topic, partition=tp.partition)
-            await consumer.seek(tp, 0)
+            await app.consumer.seek(tp, 0)
 
 
 _PROBE_BYTES = 1 << 20
