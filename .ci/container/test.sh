@@ -185,9 +185,22 @@ metrics_count() {
     awk '$1 == "insights_events_received_total" { print; found = 1; ok = ($2 >= 21) }
          END { exit !(found && ok) }' <<<"$metrics"
 }
+# Every line the worker wrote, read whole: `podman logs | head` under pipefail fails at
+# random once the log is longer than head reads (podman logs dies of SIGPIPE).
 json_logs() {
-    podman logs "$RUN_ID-single" 2>/dev/null | head -50 \
-        | .venv/bin/python -c 'import json, sys; [json.loads(line) for line in sys.stdin if line.strip()]'
+    podman logs "$RUN_ID-single" >"$WORK/single.log" 2>&1
+    .venv/bin/python - "$WORK/single.log" <<'PY'
+import json, sys
+lines = [line for line in open(sys.argv[1], encoding="utf-8") if line.strip()]
+for number, line in enumerate(lines, 1):
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        sys.exit(f"line {number} is not JSON ({error}): {line[:200]!r}")
+    if not isinstance(record, dict) or "event" not in record:
+        sys.exit(f"line {number} is not a log event with an 'event' field: {line[:200]!r}")
+print(f"{len(lines)} line(s), each a JSON log event")
+PY
 }
 check "events in, outputs and dead letter out" events_flow
 check "/metrics counts the events" metrics_count
