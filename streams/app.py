@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import faust
 
@@ -30,14 +30,12 @@ from streams.kafka import ssl_context
 from streams.metrics import Metrics
 from streams.monitor import attach_monitor
 from streams.query import install_query_views
-from streams.settings import Settings, load_settings
+from streams.settings import PRODUCER_MAX_REQUEST_BYTES, Settings, load_settings
 from streams.tables import declare_tables
 from streams.topics import Topics, declare_topics
 from streams.tracing import Tracing
 
 __all__ = ["Insights", "create_app"]
-
-_PRODUCER_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,13 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "broker_session_timeout": settings.session_timeout_s,
         "broker_heartbeat_interval": max(1.0, settings.session_timeout_s / 5),
         "broker_rebalance_timeout": max(6.0, settings.session_timeout_s * 0.6),
-        "producer_max_request_size": _PRODUCER_MAX_REQUEST_BYTES,
+        "producer_max_request_size": PRODUCER_MAX_REQUEST_BYTES,
+        "producer_linger": settings.producer_linger_s,
+        "producer_max_batch_size": settings.producer_batch_bytes,
+        # Faust would also read its settings from same-named variables (`WEB_PORT`,
+        # `BROKER`, `PRODUCER_LINGER`...), over these: Kubernetes sets `<SERVICE>_PORT`
+        # variables. The INSIGHTS_* settings are the only configuration.
+        "env": {},
         "web_enabled": True,
         "web_bind": settings.web_host,
         "web_port": settings.web_port,

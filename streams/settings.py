@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streams.durations import WindowSpec, parse_duration, parse_windows
 from streams.errors import ConfigError
 
-__all__ = ["SECRET_VARIABLES", "Settings", "load_settings"]
+__all__ = ["PRODUCER_MAX_REQUEST_BYTES", "SECRET_VARIABLES", "Settings", "load_settings"]
 
 # Secrets: each may instead be given as a file path in `<NAME>_FILE`.
 SECRET_VARIABLES: Final = (
@@ -29,6 +29,8 @@ SECRET_VARIABLES: Final = (
     "KAFKA_SASL_PASSWORD",
     "KAFKA_SSL_KEY_PASSWORD",
 )
+# The producer's largest request (a batch of one partition must fit in one).
+PRODUCER_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
@@ -229,6 +231,22 @@ class Settings(BaseSettings):
             "longest a fetch waits at the broker for data (`fetch.max.wait.ms`; Faust's own "
             "1.5s added up to seconds of latency)"
         ),
+    )
+
+    producer_linger_s: Annotated[float, BeforeValidator(_duration), Field(ge=0, le=1)] = Field(
+        0.005,
+        alias="INSIGHTS_PRODUCER_LINGER",
+        description=(
+            "how long the producer lets a batch fill before sending it (`linger.ms`, as "
+            "librdkafka's default; Faust's 0 sent many small requests)"
+        ),
+    )
+    producer_batch_bytes: int = Field(
+        1_048_576,
+        ge=16_384,
+        le=PRODUCER_MAX_REQUEST_BYTES,
+        alias="INSIGHTS_PRODUCER_BATCH_SIZE",
+        description="largest batch of records per partition in one produce request, in bytes",
     )
 
     shutdown_timeout_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=600)] = Field(

@@ -438,3 +438,33 @@ async def test_fast_path_finishes_a_delivery_that_waits_while_the_flow_runs() ->
     space.set()
     result = await asyncio.wait_for(waiting, timeout=5)
     assert result.results == ["done"] and not result.stopped
+
+
+async def test_the_producer_batches_and_faust_reads_no_variables_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # Faust reads each of its settings from a same-named variable, over what the app
+    # passes: Kubernetes sets `<SERVICE>_PORT=tcp://...` for every service, so a Service
+    # named `web` crashed the worker at start. Only INSIGHTS_* configure it.
+    from streams.app import create_app
+    from streams.settings import load_settings
+
+    monkeypatch.setenv("WEB_PORT", "tcp://10.0.0.1:80")
+    monkeypatch.setenv("PRODUCER_LINGER", "0.5")
+    monkeypatch.setenv("PROCESSING_GUARANTEE", "exactly_once")
+    settings = load_settings(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "INSIGHTS_DATA_DIR": str(tmp_path),
+            "INSIGHTS_PRODUCER_LINGER": "20ms",
+            "INSIGHTS_PRODUCER_BATCH_SIZE": "262144",
+        }
+    )
+    app: Any = create_app(settings).app
+    assert (app.conf.web_port, app.conf.processing_guarantee.value) == (6066, "at_least_once")
+    producer = app.producer._new_producer()  # what Faust builds, transactional ones too
+    try:
+        accumulator = producer._message_accumulator
+        assert (accumulator._linger_time, accumulator._batch_size) == (0.02, 262144)
+    finally:
+        await producer.stop()

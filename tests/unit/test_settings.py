@@ -42,6 +42,8 @@ def test_windows_and_durations_from_the_process_environment(
         ("INSIGHTS_STORE", "redis://"),
         ("INSIGHTS_INPUT_TOPIC", "bad topic"),
         ("INSIGHTS_METRICS_PORT", "70000"),
+        ("INSIGHTS_PRODUCER_BATCH_SIZE", "100"),
+        ("INSIGHTS_PRODUCER_LINGER", "2s"),
         ("KAFKA_SECURITY_PROTOCOL", "TLS"),
     ],
 )
