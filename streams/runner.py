@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 from streams.app import create_app
 from streams.embedded import EmbeddedBroker
 from streams.errors import ConfigError
+from streams.gc_tuning import tune_collector
 from streams.heap import limit_arenas
 from streams.kafka import check_access, ensure_topics
 from streams.logs import configure_logging, register_secrets
@@ -129,6 +130,7 @@ def run_worker(settings: Settings) -> int:
         )
         worker.spinner = None
         worker.shutdown_timeout_s = settings.shutdown_timeout_s
+        tune_collector()  # the app is built: freeze it, then collect less often
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
