@@ -7,8 +7,10 @@ nothing but survivors. Measured offline on the bench stream (decode, fold and fl
 400,000 events, one tumbling window): the collector took 19% of the time and one full
 collection paused the loop for 155 ms; with the thresholds below, 3-5% and no pause over
 40 ms. What was built before processing starts (Faust, aiokafka, the app) is frozen: no
-collection traverses it again. Memory is freed by reference counting as before; only
-cycles wait longer to be collected.
+collection traverses it again. In the worker (bench, minimal set) this took 6-7 CPU seconds
+per 100,000 events down to 4; young collections still pause the loop 30-55 ms every 4-6 s
+at 5,000 events/s. Memory is freed by reference counting as before; only cycles wait
+longer to be collected.
 """
 
 from __future__ import annotations
