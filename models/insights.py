@@ -42,15 +42,17 @@ class RollingInsight(BaseModel):
     mean: float
     min: float
     max: float
+    # null below two values; these and the rest down to `observers` are null with
+    # INSIGHTS_AGGREGATES=basic (only count, sum, mean, min and max are kept)
     stddev: float | None
-    p50: float
-    p90: float
-    p99: float
-    first_value: float
-    last_value: float
-    first_at: UtcDatetime
-    last_at: UtcDatetime
-    observers: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    first_value: float | None
+    last_value: float | None
+    first_at: UtcDatetime | None
+    last_at: UtcDatetime | None
+    observers: int | None
     rate_per_s: float
     emitted_at: UtcDatetime
 

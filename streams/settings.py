@@ -188,8 +188,18 @@ class Settings(BaseSettings):
             ),
         )
     )
+    aggregates: Annotated[Literal["full", "basic"], BeforeValidator(_lower)] = Field(
+        "full",
+        alias="INSIGHTS_AGGREGATES",
+        description=(
+            "`full`: every figure of an insight; `basic`: only count, sum, mean, min and "
+            "max (the others null; no observer consensus), for less CPU and memory per key"
+        ),
+    )
     dedup_ttl_s: Seconds = Field(
-        600.0, alias="INSIGHTS_DEDUP_TTL", description="how long an `event_id` is remembered"
+        600.0,
+        alias="INSIGHTS_DEDUP_TTL",
+        description="how long an `event_id` is remembered (`0s`: no dedup)",
     )
     processing_guarantee: Annotated[
         Literal["at_least_once", "exactly_once"], BeforeValidator(_lower)
@@ -256,6 +266,11 @@ class Settings(BaseSettings):
     )
 
     # Anomalies and observers
+    anomaly_detection: bool = Field(
+        True,
+        alias="INSIGHTS_ANOMALY_DETECTION",
+        description="`false`: no baselines are kept and nothing goes to the anomaly topic",
+    )
     anomaly_alpha: float = Field(
         0.1,
         gt=0,

@@ -1,13 +1,14 @@
 """The rolling insights step: event-time windows over panes, aggregates, finals, dedup."""
 
 from agents.rolling.agent import RollingEngine, attach_rolling
-from agents.rolling.aggregate import Aggregate, Summary
+from agents.rolling.aggregate import Aggregate, BasicAggregate, Summary
 from agents.rolling.sketch import QuantileSketch
 from agents.rolling.state import Emission, Outcome, PartitionState
 from agents.rolling.windows import Window, WindowPlan
 
 __all__ = [
     "Aggregate",
+    "BasicAggregate",
     "Emission",
     "Outcome",
     "PartitionState",

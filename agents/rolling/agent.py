@@ -27,6 +27,7 @@ from agents.anomaly import AnomalyConfig, anomaly_record
 from agents.batching import consume_batches
 from agents.deadletters import DeadLetterSink
 from agents.observers.coordinator import Coordinator
+from agents.rolling.aggregate import AGGREGATE_KINDS
 from agents.rolling.records import insight_record
 from agents.rolling.state import Emission, Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
@@ -85,17 +86,22 @@ class RollingEngine:
         self.sink = sink
         self.plan = WindowPlan(settings.windows, round(settings.grace_s * 1000))
         self.dedup_ttl_ms = round(settings.dedup_ttl_s * 1000)
+        self.aggregates = AGGREGATE_KINDS[settings.aggregates]
         self.emit_changes = settings.emit in ("changes", "both")
         self.emit_finals = settings.emit in ("final", "both")
         self.keyed_topic = topics.keyed.get_topic_name()
         self.rolling_topic = topics.rolling.get_topic_name()
         self.anomaly_topic = topics.anomalies.get_topic_name()
-        self.anomaly_config = AnomalyConfig(
-            alpha=settings.anomaly_alpha,
-            warmup=settings.anomaly_warmup,
-            warning_z=settings.anomaly_warning_z,
-            critical_z=settings.anomaly_critical_z,
-            cooldown_ms=round(settings.anomaly_cooldown_s * 1000),
+        self.anomaly_config: AnomalyConfig | None = (
+            AnomalyConfig(
+                alpha=settings.anomaly_alpha,
+                warmup=settings.anomaly_warmup,
+                warning_z=settings.anomaly_warning_z,
+                critical_z=settings.anomaly_critical_z,
+                cooldown_ms=round(settings.anomaly_cooldown_s * 1000),
+            )
+            if settings.anomaly_detection
+            else None
         )
         self.coordinator = Coordinator(topics, settings)
         self.partitions: dict[int, PartitionState] = {}
@@ -136,7 +142,9 @@ class RollingEngine:
         """The partition's state, restored from the table on first use after assignment."""
         state = self.partitions.get(partition)
         if state is None:
-            state = PartitionState(self.plan, self.dedup_ttl_ms, self.anomaly_config)
+            state = PartitionState(
+                self.plan, self.dedup_ttl_ms, self.anomaly_config, self.aggregates
+            )
             prefix = f"{partition}|".encode()
             items = [
                 (key[len(prefix) :].decode(), value)

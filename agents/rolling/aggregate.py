@@ -1,15 +1,23 @@
-"""The window aggregate: create, add, merge, finish. Pure and mergeable: merging partial
-aggregates in any split gives the aggregate of all values at once."""
+"""The window aggregates: create, add, merge, finish. Pure and mergeable: merging partial
+aggregates in any split gives the aggregate of all values at once.
+
+Two kinds, chosen by `INSIGHTS_AGGREGATES`: `Aggregate` keeps every figure of the contract
+(`full`); `BasicAggregate` only count, exact sum, min and max (`basic`), for a third of
+the CPU per event. Each restores the other's changelog state (the setting changed across
+a restart): full state becomes basic exactly; basic state becomes a full aggregate that
+knows only the basic figures (`Aggregate.basic_only`), and so do the windows it is part of.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Protocol
 
 from agents.rolling.sketch import QuantileSketch
 
-__all__ = ["Aggregate", "Summary"]
+__all__ = ["AGGREGATE_KINDS", "Aggregate", "AggregateKind", "BasicAggregate", "Pane", "Summary"]
 
 
 def _add_partial(partials: list[float], x: float) -> None:
@@ -29,30 +37,107 @@ def _add_partial(partials: list[float], x: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """The finished figures of one aggregate."""
+    """The finished figures of one aggregate; None where the aggregate does not keep one
+    (`BasicAggregate`), and `stddev` below two values."""
 
     count: int
     sum: float
     mean: float
     min: float
     max: float
-    stddev: float | None
-    p50: float
-    p90: float
-    p99: float
-    first_value: float
-    last_value: float
-    first_ms: int
-    last_ms: int
-    observers: int
-    per_observer: tuple[tuple[str, int, float, int], ...]  # (observer, count, sum, last ms)
+    stddev: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    first_value: float | None = None
+    last_value: float | None = None
+    first_ms: int | None = None
+    last_ms: int | None = None
+    observers: int | None = None
+    # (observer, count, sum, last ms), by observer; empty when not kept
+    per_observer: tuple[tuple[str, int, float, int], ...] = ()
+
+
+_BASIC_STATE_LEN: Final = 4  # BasicAggregate.to_state: count, partials, min, max
+
+
+def _basic_summary(count: int, partials: list[float], low: float, high: float) -> Summary:
+    if count == 0:
+        msg = "an empty aggregate has no summary"
+        raise ValueError(msg)
+    total = math.fsum(partials)
+    return Summary(count=count, sum=total, mean=total / count, min=low, max=high)
+
+
+class BasicAggregate:
+    """count, exact sum, min and max: `INSIGHTS_AGGREGATES=basic`."""
+
+    __slots__ = ("count", "max", "min", "partials")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.partials: list[float] = []
+        self.min = math.inf
+        self.max = -math.inf
+
+    def add(self, value: float, observed_ms: int, event_id: str, observer: str) -> None:
+        """Fold one observation in (the time, id and observer are not kept)."""
+        self.count += 1
+        _add_partial(self.partials, value)
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+
+    def merge(self, other: BasicAggregate) -> None:
+        """Fold another aggregate in."""
+        self.count += other.count
+        for part in other.partials:
+            _add_partial(self.partials, part)
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    @classmethod
+    def merged(cls, parts: list[BasicAggregate]) -> BasicAggregate:
+        """A new aggregate of all `parts` (the parts are not changed)."""
+        result = cls()
+        for part in parts:
+            result.merge(part)
+        return result
+
+    def finish(self) -> Summary:
+        """The figures of this aggregate; it must hold at least one value."""
+        return _basic_summary(self.count, self.partials, self.min, self.max)
+
+    def to_state(self) -> list[Any]:
+        """A JSON-ready form for the changelog."""
+        return [self.count, self.partials, self.min, self.max]
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> BasicAggregate:
+        """Inverse of `to_state`; also takes `Aggregate.to_state` (its basic figures)."""
+        agg = cls()
+        if len(state) == _BASIC_STATE_LEN:
+            count, partials, low, high = state
+        else:
+            count, partials, _, _, low, high = state[:6]
+        agg.count = int(count)
+        agg.partials = [float(p) for p in partials]
+        agg.min, agg.max = float(low), float(high)
+        return agg
 
 
 class Aggregate:
     """count, exact sum, Welford mean/M2, min, max, first/last by (observed_at, event_id),
-    per-observer count and sum, and a quantile sketch."""
+    per-observer count and sum, and a quantile sketch: `INSIGHTS_AGGREGATES=full`.
+
+    `basic_only`: it holds values restored from a `BasicAggregate`'s state, whose other
+    figures were never kept; its summary (and that of every merge it is part of) then
+    gives only the basic figures, never ones computed from part of the values.
+    """
 
     __slots__ = (
+        "basic_only",
         "count",
         "first",
         "last",
@@ -78,6 +163,7 @@ class Aggregate:
         self.last: tuple[int, str, float] | None = None
         self.observers: dict[str, list[float]] = {}  # observer -> [count, sum, last ms]
         self.sketch = QuantileSketch()
+        self.basic_only = False
 
     def add(self, value: float, observed_ms: int, event_id: str, observer: str) -> None:
         """Fold one observation in."""
@@ -109,6 +195,7 @@ class Aggregate:
         """Fold another aggregate in (Chan et al. for mean and M2)."""
         if other.count == 0:
             return
+        self.basic_only = self.basic_only or other.basic_only
         if self.count == 0:
             self.mean, self.m2 = other.mean, other.m2
         else:
@@ -145,6 +232,8 @@ class Aggregate:
 
     def finish(self) -> Summary:
         """The figures of this aggregate; it must hold at least one value."""
+        if self.basic_only:
+            return _basic_summary(self.count, self.partials, self.min, self.max)
         if self.count == 0 or self.first is None or self.last is None:
             msg = "an empty aggregate has no summary"
             raise ValueError(msg)
@@ -173,6 +262,8 @@ class Aggregate:
 
     def to_state(self) -> list[Any]:
         """A JSON-ready form for the changelog."""
+        if self.basic_only:
+            return [self.count, self.partials, self.min, self.max]
         return [
             self.count,
             self.partials,
@@ -188,8 +279,18 @@ class Aggregate:
 
     @classmethod
     def from_state(cls, state: list[Any]) -> Aggregate:
-        """Inverse of `to_state`."""
+        """Inverse of `to_state`; also takes `BasicAggregate.to_state` (`basic_only`)."""
         agg = cls()
+        if len(state) == _BASIC_STATE_LEN:
+            basic = BasicAggregate.from_state(state)
+            agg.count, agg.partials, agg.min, agg.max = (
+                basic.count,
+                basic.partials,
+                basic.min,
+                basic.max,
+            )
+            agg.basic_only = True
+            return agg
         count, partials, mean, m2, low, high, first, last, observers, sketch = state
         agg.count = int(count)
         agg.partials = [float(p) for p in partials]
@@ -203,3 +304,30 @@ class Aggregate:
         agg.observers = {str(k): [v[0], v[1], v[2]] for k, v in observers.items()}
         agg.sketch = QuantileSketch.from_state(sketch)
         return agg
+
+
+class Pane(Protocol):
+    """What the partition state needs of a pane's aggregate, of either kind."""
+
+    count: int
+
+    def add(self, value: float, observed_ms: int, event_id: str, observer: str) -> None: ...
+
+    def finish(self) -> Summary: ...
+
+    def to_state(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateKind:
+    """How to make, merge and restore the pane aggregates of one `INSIGHTS_AGGREGATES`."""
+
+    new: Callable[[], Pane]
+    merged: Callable[[list[Any]], Pane]
+    from_state: Callable[[list[Any]], Pane]
+
+
+AGGREGATE_KINDS: Final[dict[str, AggregateKind]] = {
+    "full": AggregateKind(Aggregate, Aggregate.merged, Aggregate.from_state),
+    "basic": AggregateKind(BasicAggregate, BasicAggregate.merged, BasicAggregate.from_state),
+}

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from agents.anomaly import AnomalyConfig, BaselineState, Detection
-from agents.rolling.aggregate import Aggregate, Summary
+from agents.rolling.aggregate import AGGREGATE_KINDS, AggregateKind, Pane, Summary
 from agents.rolling.windows import Window, WindowPlan
 from models.codec import right_sized
 from models.keyed import KeyedObservation
@@ -54,7 +54,7 @@ class Emission:
 
 @dataclass(slots=True)
 class _KeyState:
-    panes: dict[int, Aggregate] = field(default_factory=dict)
+    panes: dict[int, Pane] = field(default_factory=dict)
     closed_until: int | None = None
     next_close: int | None = None
 
@@ -63,10 +63,15 @@ class PartitionState:
     """Everything one partition of the keyed stream needs to aggregate exactly."""
 
     def __init__(
-        self, plan: WindowPlan, dedup_ttl_ms: int, anomaly: AnomalyConfig | None = None
+        self,
+        plan: WindowPlan,
+        dedup_ttl_ms: int,
+        anomaly: AnomalyConfig | None = None,
+        aggregates: AggregateKind = AGGREGATE_KINDS["full"],
     ) -> None:
         self.plan = plan
-        self.dedup_ttl_ms = dedup_ttl_ms
+        self.dedup_ttl_ms = dedup_ttl_ms  # 0: no dedup (`INSIGHTS_DEDUP_TTL=0s`)
+        self.aggregates = aggregates
         self.baselines = BaselineState(anomaly) if anomaly is not None else None
         self._anomalies: list[Detection] = []
         self.watermark: int | None = None
@@ -89,22 +94,26 @@ class PartitionState:
         self._latest_heap: list[tuple[int, LatestKey]] = []
         self._latest_changed: set[LatestKey] = set()
         self._latest_removed: set[LatestKey] = set()
+        self._dropped: list[str] = []  # restored keys no setting uses any more
 
     # -- processing -------------------------------------------------------------------
 
     def offer(self, obs: KeyedObservation, received_ms: int) -> Outcome:
         """Count one observation unless it is a duplicate or late; closes windows that the
         advancing watermark passes (their finals wait in `take_finals`)."""
-        self._expire_seen(received_ms)
-        dedup_key = obs.scope[0] + obs.event_id
-        if dedup_key in self._seen:
-            return Outcome.DUPLICATE
         t = obs.observed_ms
-        if self.plan.is_late(t, self.watermark):
+        if self.dedup_ttl_ms:
+            self._expire_seen(received_ms)
+            dedup_key = obs.scope[0] + obs.event_id
+            if dedup_key in self._seen:
+                return Outcome.DUPLICATE
+            if self.plan.is_late(t, self.watermark):
+                return Outcome.LATE
+            self._seen[dedup_key] = received_ms
+            self._seen_order.append((received_ms, dedup_key))
+            self._new_seen.append((dedup_key, received_ms))
+        elif self.plan.is_late(t, self.watermark):
             return Outcome.LATE
-        self._seen[dedup_key] = received_ms
-        self._seen_order.append((received_ms, dedup_key))
-        self._new_seen.append((dedup_key, received_ms))
 
         key = (obs.scope, obs.entity, obs.metric)
         state = self._keys.get(key)
@@ -115,7 +124,7 @@ class PartitionState:
         pane = self.plan.pane_of(t)
         aggregate = state.panes.get(pane)
         if aggregate is None:
-            aggregate = state.panes[pane] = Aggregate()
+            aggregate = state.panes[pane] = self.aggregates.new()
             close = self.plan.next_close((pane,), self.watermark)
             if close is not None and (state.next_close is None or close < state.next_close):
                 state.next_close = close
@@ -181,7 +190,7 @@ class PartitionState:
         parts = [state.panes[p] for p in self.plan.panes_of(window) if p in state.panes]
         if not parts:
             return None
-        return (parts[0] if len(parts) == 1 else Aggregate.merged(parts)).finish()
+        return (parts[0] if len(parts) == 1 else self.aggregates.merged(parts)).finish()
 
     def _expire_seen(self, now_ms: int) -> None:
         horizon = now_ms - self.dedup_ttl_ms
@@ -331,6 +340,9 @@ class PartitionState:
         self._expired_chunks.clear()
         if self.baselines is not None:
             writes.update(self.baselines.take_persist())
+        for name in self._dropped:
+            writes[name] = None
+        self._dropped.clear()
         self._expire_latest()
         for latest_key in self._latest_changed:
             end_ms, record = self._latest[latest_key]
@@ -360,7 +372,7 @@ class PartitionState:
                 key: StateKey = (parts[1], parts[2], parts[3])
                 closed_until, panes = value
                 state = _KeyState(
-                    panes={int(p): Aggregate.from_state(a) for p, a in panes},
+                    panes={int(p): self.aggregates.from_state(a) for p, a in panes},
                     closed_until=closed_until,
                 )
                 self._keys[key] = state
@@ -373,11 +385,16 @@ class PartitionState:
             elif kind == "b":
                 if self.baselines is not None:
                     self.baselines.restore(parts[1], parts[2], raw)
+                else:  # anomaly detection turned off since: the baselines go
+                    self._dropped.append(name)
             elif kind == "d":
                 entries = [(str(k), int(ts)) for k, ts in value]
                 newest = max((ts for _, ts in entries), default=0)
                 chunks.append((newest, parts[1], entries))
         for newest, chunk_id, entries in sorted(chunks):
+            if not self.dedup_ttl_ms:  # dedup turned off since: the journal goes
+                self._expired_chunks.append(chunk_id)
+                continue
             self._chunks.append((newest, chunk_id))
             for dedup_key, ts in entries:
                 self._seen[dedup_key] = ts

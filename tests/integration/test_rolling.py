@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from streams.durations import parse_windows
 from tests.support.broker import Broker
 from tests.support.finals import assert_exact, wait_for_finals
 from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
-from tests.support.scenario import final_figures, generate
+from tests.support.scenario import Scenario, final_figures, generate
 from tests.support.worker import TopicNames, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -73,6 +74,45 @@ async def test_finals_equal_ground_truth_and_late_events_are_dead_letters(
     assert resends > 50
     assert f"insights_late_events_total {float(len(scenario.late))}" in metrics
     assert f"insights_duplicates_total {float(duplicates)}" in metrics
+    assert worker.stop() == 0
+
+
+async def test_the_minimal_set_counts_every_copy_and_keeps_only_the_basic_figures(
+    broker: Broker, names: TopicNames, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Basic aggregates, no dedup, no anomaly detection: each final has exact count, sum,
+    mean, min and max over every copy sent, null for the rest; no anomalies, no consensus."""
+    specs = parse_windows("tumbling:60s")
+    # Copies right behind their original, as a producer's retry sends them (a copy sent
+    # much later could be late, and which is depends on the keyed partitions' watermarks).
+    rng = random.Random(11)
+    scenario = generate(seed=11, n=1500, duplicate_share=0.0)
+    scenario = Scenario(
+        [copy for e in scenario.events for copy in ([e, e] if rng.random() < 0.05 else [e])],
+        scenario.late,
+    )
+    expected = scenario.expected(specs, dedup=False, basic=True)
+    await create_topic(broker.bootstrap_servers, names.input, 4)
+    worker = start_worker(
+        **ENGINE_ENV,
+        INSIGHTS_WINDOWS="tumbling:60s",
+        INSIGHTS_AGGREGATES="basic",
+        INSIGHTS_DEDUP_TTL="0s",
+        INSIGHTS_ANOMALY_DETECTION="false",
+    )
+    await produce(broker.bootstrap_servers, names.input, scenario.payloads(), partition=0)
+    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    worker.wait_ready()
+
+    finals = await wait_for_finals(broker, names, expected)
+    assert_exact(finals, expected)
+    resends = len(scenario.events) - len({e.event_id for e in scenario.events})
+    assert resends > 30  # copies counted: differs from the deduplicated figures
+    assert expected != scenario.expected(specs, basic=True)
+    assert any(figures["min"] in (-1e6, 1e6) for figures in expected.values())  # spikes
+    for topic in (names.anomalies, names.observers):
+        assert await count_messages(broker.bootstrap_servers, topic) == 0, topic
+    assert "insights_duplicates_total 0.0" in worker.metrics()
     assert worker.stop() == 0
 
 

@@ -13,7 +13,7 @@ from aiokafka import ConsumerRecord
 
 from models import format_utc, from_epoch_ms, to_epoch_ms
 from streams.durations import WindowSpec
-from tests.support.truth import Event, WindowKey, expected_figures, group_by_window
+from tests.support.truth import Event, WindowKey, basic_only, expected_figures, group_by_window
 
 BASE_MS = 1_795_773_600_000  # 2026-11-27T10:00:00Z
 FLUSH_METRIC = "flush"
@@ -42,10 +42,15 @@ class Scenario:
             out.append((subject.encode(), encode(event)))
         return out
 
-    def expected(self, specs: Sequence[WindowSpec]) -> dict[WindowKey, dict[str, Any]]:
-        buckets = group_by_window(self.events, specs)
+    def expected(
+        self, specs: Sequence[WindowSpec], *, dedup: bool = True, basic: bool = False
+    ) -> dict[WindowKey, dict[str, Any]]:
+        """The finals' figures: `dedup` off counts every copy; `basic` nulls what
+        `INSIGHTS_AGGREGATES=basic` does not keep."""
+        buckets = group_by_window(self.events, specs, dedup=dedup)
+        shape = basic_only if basic else dict
         return {
-            key: expected_figures(events, (key[5] - key[4]) // 1000)
+            key: shape(expected_figures(events, (key[5] - key[4]) // 1000))
             for key, events in buckets.items()
         }
 
@@ -120,8 +125,8 @@ def final_figures(
             _ms(window["start"]),
             _ms(window["end"]),
         )
-        value["first_ms"] = _ms(value["first_at"])
-        value["last_ms"] = _ms(value["last_at"])
+        value["first_ms"] = _ms(value["first_at"]) if value["first_at"] else None
+        value["last_ms"] = _ms(value["last_at"]) if value["last_at"] else None
         found.setdefault(key, []).append(value)
     return found
 

@@ -11,7 +11,7 @@ from ddsketch import DDSketch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.rolling import Aggregate, QuantileSketch
+from agents.rolling import Aggregate, BasicAggregate, QuantileSketch
 
 values = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False)
 points = st.lists(
@@ -114,3 +114,54 @@ def test_quantiles_at_once_equal_one_by_one(data: list[float]) -> None:
         sketch.add(v)
     qs = (0.0, 0.5, 0.9, 0.99, 1.0)
     assert sketch.quantiles(qs) == tuple(sketch.quantile(q) for q in qs)
+
+
+def build_basic(rows: list[tuple[float, int, str]], offset: int = 0) -> BasicAggregate:
+    agg = BasicAggregate()
+    for i, (value, t, observer) in enumerate(rows):
+        agg.add(value, t, f"e{offset + i:05d}", observer)
+    return agg
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=points, cuts=st.lists(st.integers(0, 60), max_size=5))
+def test_basic_figures_equal_ground_truth_in_any_split(
+    rows: list[tuple[float, int, str]], cuts: list[int]
+) -> None:
+    bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
+    parts = [build_basic(rows[a:b], offset=a) for a, b in itertools.pairwise(bounds)]
+    data = [v for v, _, _ in rows]
+    total = math.fsum(data)
+    for summary in (build_basic(rows).finish(), BasicAggregate.merged(parts).finish()):
+        assert (summary.count, summary.sum, summary.mean) == (len(data), total, total / len(data))
+        assert (summary.min, summary.max) == (min(data), max(data))
+        assert (summary.stddev, summary.p50, summary.first_value, summary.observers) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        assert summary.per_observer == ()
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=points)
+def test_each_kind_restores_the_others_state(rows: list[tuple[float, int, str]]) -> None:
+    full, basic = build(rows), build_basic(rows)
+    assert BasicAggregate.from_state(full.to_state()).finish() == basic.finish()
+    restored = Aggregate.from_state(basic.to_state())
+    assert restored.basic_only
+    assert restored.finish() == basic.finish()
+    restored.add(1.0, 0, "e-new", "o9")  # later values count, the figures stay basic
+    assert restored.finish() == build_basic([*rows, (1.0, 0, "o9")]).finish()
+    merged = Aggregate.merged([full, restored])
+    assert (
+        merged.finish()
+        == BasicAggregate.merged([basic, build_basic([*rows, (1.0, 0, "o9")])]).finish()
+    )
+    assert Aggregate.from_state(restored.to_state()).finish() == restored.finish()
+
+
+def test_an_empty_basic_aggregate_has_no_summary() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        BasicAggregate().finish()

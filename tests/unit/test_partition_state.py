@@ -9,11 +9,19 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.anomaly import AnomalyConfig
 from agents.rolling import Emission, Outcome, PartitionState, WindowPlan
+from agents.rolling.aggregate import AGGREGATE_KINDS
 from agents.rolling.state import JOURNAL_CHUNK_IDS
 from models.keyed import KeyedObservation
 from streams.durations import WindowSpec, parse_windows
-from tests.support.truth import Event, assert_matches, expected_figures, windows_holding
+from tests.support.truth import (
+    Event,
+    assert_matches,
+    basic_only,
+    expected_figures,
+    windows_holding,
+)
 
 SPECS = parse_windows("tumbling:60s,hopping:300s/60s")
 GRACE_MS = 30_000
@@ -212,3 +220,127 @@ def test_changes_are_coalesced_per_key_and_window() -> None:
     changes = list(state.take_changes())
     assert [(c.final, c.summary.count) for c in changes] == [(False, 10)]
     assert list(state.take_changes()) == []
+
+
+BASIC = AGGREGATE_KINDS["basic"]
+FULL = AGGREGATE_KINDS["full"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), disorder=st.sampled_from([0, 20_000, 45_000]))
+def test_basic_aggregates_give_the_basic_figures_exactly_and_null_for_the_rest(
+    seed: int, disorder: int
+) -> None:
+    events = stream(seed, 300, disorder, late_share=0.03)
+    state = PartitionState(WindowPlan(SPECS, GRACE_MS), dedup_ttl_ms=10**9, aggregates=BASIC)
+    finals, late = run(state, events)
+    expected, expected_late = reference(events, list(SPECS))
+    assert late == expected_late
+    got = by_window(finals)
+    assert set(got) == set(expected)
+    for key, window_events in expected.items():
+        size_s = (key[4] - key[3]) // 1000
+        want = basic_only(expected_figures(window_events, size_s))
+        assert_matches(figures(got[key]), want, str(key))
+        assert got[key].summary.per_observer == ()
+
+
+def persisted_run(state: PartitionState, events: list[Event]) -> dict[str, bytes]:
+    """Offer `events`, applying every persist to a table, as the changelog would hold it."""
+    table: dict[str, bytes] = {}
+    for i, event in enumerate(events):
+        state.offer(keyed(event), received_ms=i)
+        state.take_finals()
+        writes, _ = state.take_persist(f"chunk-{i}")
+        for name, value in writes.items():
+            if value is None:
+                table.pop(name, None)
+            else:
+                table[name] = value
+    return table
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10**6), cut=st.integers(1, 299))
+def test_state_of_full_aggregates_restores_as_basic_exactly(seed: int, cut: int) -> None:
+    events = stream(seed, 300, 20_000, late_share=0.0)
+    plan = WindowPlan(SPECS, GRACE_MS)
+    straight, _ = run(PartitionState(plan, 10**9, aggregates=BASIC), events)
+
+    table = persisted_run(PartitionState(plan, 10**9, aggregates=FULL), events[:cut])
+    switched = PartitionState(plan, 10**9, aggregates=BASIC)
+    switched.restore(table.items())
+    rest, _ = run(switched, events[cut:])
+
+    # Finals sent before the switch were full ones; those after equal a basic run.
+    uninterrupted = by_window(straight)
+    for key, emission in by_window(rest).items():
+        assert figures(emission) == figures(uninterrupted[key]), key
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10**6), cut=st.integers(1, 299))
+def test_state_of_basic_aggregates_restores_as_full_with_only_basic_figures(
+    seed: int, cut: int
+) -> None:
+    """After a switch to full, a window that began under basic gives its basic figures,
+    exact, and null for the rest (never figures of a part of its values); a window
+    wholly after the switch gives every figure."""
+    events = stream(seed, 300, 20_000, late_share=0.0)
+    plan = WindowPlan(SPECS, GRACE_MS)
+    expected, _ = reference(events, list(SPECS))
+    table = persisted_run(PartitionState(plan, 10**9, aggregates=BASIC), events[:cut])
+    switched = PartitionState(plan, 10**9, aggregates=FULL)
+    switched.restore(table.items())
+    rest, _ = run(switched, events[cut:])
+
+    before = {e.event_id for e in events[:cut]}
+    for key, emission in by_window(rest).items():
+        window_events = expected[key]
+        want = expected_figures(window_events, (key[4] - key[3]) // 1000)
+        if any(e.event_id in before for e in window_events):
+            want = basic_only(want)
+        assert_matches(figures(emission), want, str(key))
+
+
+def test_a_ttl_of_zero_turns_dedup_off_and_drops_the_journal() -> None:
+    plan = WindowPlan(SPECS, GRACE_MS)
+    event = Event("e1", "o1", "s-1", "temp", 1.0, 1_795_780_800_000)
+    remembering = PartitionState(plan, dedup_ttl_ms=600_000)
+    assert remembering.offer(keyed(event), received_ms=0) is Outcome.COUNTED
+    writes, _ = remembering.take_persist("flush-1")
+    journal = sorted(name for name in writes if name.startswith('["d"'))
+    assert journal
+
+    forgetting = PartitionState(plan, dedup_ttl_ms=0)
+    forgetting.restore([(name, value) for name, value in writes.items() if value is not None])
+    assert forgetting.offer(keyed(event), received_ms=1) is Outcome.COUNTED
+    assert forgetting.offer(keyed(event), received_ms=2) is Outcome.COUNTED
+    windows = len(windows_holding(event.observed_ms, list(SPECS)))  # 1 tumbling, 5 hopping
+    assert [c.summary.count for c in forgetting.take_changes()] == [3] * windows
+    writes, _ = forgetting.take_persist("flush-2")
+    assert sorted(name for name, value in writes.items() if name.startswith('["d"')) == journal
+    assert all(writes[name] is None for name in journal)  # deleted from the changelog
+
+
+def test_without_anomaly_detection_no_baselines_are_kept_and_old_ones_are_deleted() -> None:
+    plan = WindowPlan(SPECS, GRACE_MS)
+    config = AnomalyConfig(alpha=0.1, warmup=3, warning_z=3.0, critical_z=5.0, cooldown_ms=0)
+    detecting = PartitionState(plan, dedup_ttl_ms=600_000, anomaly=config)
+    values = [10.0, 10.5, 9.5, 10.0, 10.2, 9.8, 80.0]
+    for i, value in enumerate(values):
+        event = Event(f"e{i}", "o1", "s-1", "temp", value, 1_795_780_800_000 + i)
+        detecting.offer(keyed(event), received_ms=i)
+    assert [d.value for d in detecting.take_anomalies()] == [80.0]
+    writes, _ = detecting.take_persist("flush-1")
+    baselines = sorted(name for name in writes if name.startswith('["b"'))
+    assert baselines
+
+    plain = PartitionState(plan, dedup_ttl_ms=600_000, anomaly=None)
+    plain.restore([(name, value) for name, value in writes.items() if value is not None])
+    spike = Event("e-spike", "o1", "s-1", "temp", 500.0, 1_795_780_800_100)
+    assert plain.offer(keyed(spike), received_ms=10) is Outcome.COUNTED
+    assert plain.take_anomalies() == []
+    writes, _ = plain.take_persist("flush-2")
+    assert sorted(name for name in writes if name.startswith('["b"')) == baselines
+    assert all(writes[name] is None for name in baselines)  # deleted from the changelog

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.rolling import Aggregate, Emission, WindowPlan
+from agents.rolling import Aggregate, BasicAggregate, Emission, WindowPlan
 from agents.rolling.records import insight_record
 from models import RollingInsight, dumps, utc_now
 from streams.durations import parse_windows
@@ -25,6 +26,30 @@ def test_rendered_record_equals_the_models_dump() -> None:
             model = RollingInsight.model_validate_json(value)
             assert orjson.loads(dumps(model)) == orjson.loads(value)
             assert key == (entity if scope == "subject" else f"group:{entity}").encode()
+
+
+def test_a_basic_record_has_the_basic_figures_and_null_for_the_rest() -> None:
+    plan = WindowPlan(parse_windows("tumbling:60s"), 30_000)
+    agg = BasicAggregate()
+    for i, value in enumerate([20.9, 21.3, 22.0, -0.5]):
+        agg.add(value, 1_795_780_803_120 + i * 1000, f"e{i}", f"o{i % 2}")
+    window = next(iter(plan.windows_of(1_795_780_803_120)))
+    emission = Emission(("subject", "s-17", "temp"), window, agg.finish(), final=True)
+
+    _, value = insight_record(emission, utc_now())
+
+    model = RollingInsight.model_validate_json(value)
+    assert orjson.loads(dumps(model)) == orjson.loads(value)
+    record = orjson.loads(value)
+    total = 20.9 + 21.3 + 22.0 - 0.5
+    assert (record["count"], record["min"], record["max"]) == (4, -0.5, 22.0)
+    assert record["sum"] == pytest.approx(total, abs=1e-12)
+    assert record["mean"] == record["sum"] / 4
+    assert record["rate_per_s"] == 4 / 60
+    nulls = ("stddev", "p50", "p90", "p99", "first_value", "last_value", "first_at", "last_at")
+    assert {name: record[name] for name in (*nulls, "observers")} == dict.fromkeys(
+        (*nulls, "observers")
+    )
 
 
 def test_rendered_consensus_equals_the_models_dump() -> None:

@@ -29,6 +29,11 @@ def test_windows_and_durations_from_the_process_environment(
     s = load_settings()
     assert s.windows == (WindowSpec("tumbling", 10, 10), WindowSpec("hopping", 30, 10))
     assert (s.grace_s, s.emit) == (1.5, "final")
+    assert (s.aggregates, s.dedup_ttl_s) == ("full", 600.0)
+    assert load_settings({"INSIGHTS_AGGREGATES": "Basic"}).aggregates == "basic"
+    assert load_settings({"INSIGHTS_DEDUP_TTL": "0s"}).dedup_ttl_s == 0.0
+    assert load_settings({}).anomaly_detection is True
+    assert load_settings({"INSIGHTS_ANOMALY_DETECTION": "false"}).anomaly_detection is False
 
 
 @pytest.mark.parametrize(
@@ -38,6 +43,9 @@ def test_windows_and_durations_from_the_process_environment(
         ("INSIGHTS_GRACE", "soon"),
         ("INSIGHTS_TOPIC_PARTITIONS", "0"),
         ("INSIGHTS_EMIT", "sometimes"),
+        ("INSIGHTS_AGGREGATES", "minimal"),
+        ("INSIGHTS_ANOMALY_DETECTION", "maybe"),
+        ("INSIGHTS_DEDUP_TTL", "-1s"),
         ("INSIGHTS_PROCESSING_GUARANTEE", "maybe_once"),
         ("INSIGHTS_STORE", "redis://"),
         ("INSIGHTS_INPUT_TOPIC", "bad topic"),
