@@ -42,8 +42,8 @@ class RollingInsight(BaseModel):
     mean: float
     min: float
     max: float
-    # null below two values; these and the rest down to `observers` are null with
-    # INSIGHTS_AGGREGATES=basic (only count, sum, mean, min and max are kept)
+    # null below two values; with INSIGHTS_AGGREGATES=basic (count, sum, mean, min, max,
+    # first_at and last_at) it and the other figures here down to `observers` are null
     stddev: float | None
     p50: float | None
     p90: float | None

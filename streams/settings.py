@@ -192,8 +192,9 @@ class Settings(BaseSettings):
         "full",
         alias="INSIGHTS_AGGREGATES",
         description=(
-            "`full`: every figure of an insight; `basic`: only count, sum, mean, min and "
-            "max (the others null; no observer consensus), for less CPU and memory per key"
+            "`full`: every figure of an insight; `basic`: only count, sum, mean, min, max, "
+            "first_at and last_at (the others null; no observer consensus), for less CPU "
+            "and memory per key"
         ),
     )
     dedup_ttl_s: Seconds = Field(

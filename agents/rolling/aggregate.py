@@ -2,10 +2,11 @@
 aggregates in any split gives the aggregate of all values at once.
 
 Two kinds, chosen by `INSIGHTS_AGGREGATES`: `Aggregate` keeps every figure of the contract
-(`full`); `BasicAggregate` only count, exact sum, min and max (`basic`), for a third of
-the CPU per event. Each restores the other's changelog state (the setting changed across
-a restart): full state becomes basic exactly; basic state becomes a full aggregate that
-knows only the basic figures (`Aggregate.basic_only`), and so do the windows it is part of.
+(`full`); `BasicAggregate` only count, exact sum, min, max and the first and last
+`observed_at` (`basic`), for a fraction of the CPU per event. Each restores the other's
+changelog state (the setting changed across a restart): full state becomes basic exactly;
+basic state becomes a full aggregate that knows only the basic figures
+(`Aggregate.basic_only`), and so do the windows it is part of.
 """
 
 from __future__ import annotations
@@ -58,36 +59,53 @@ class Summary:
     per_observer: tuple[tuple[str, int, float, int], ...] = ()
 
 
-_BASIC_STATE_LEN: Final = 4  # BasicAggregate.to_state: count, partials, min, max
+_NO_TIME: Final = 1 << 62  # first_ms of an empty basic aggregate (-: its last_ms)
+_BASIC_STATE_LEN: Final = 6  # BasicAggregate.to_state: count, partials, min, max, first, last
 
 
-def _basic_summary(count: int, partials: list[float], low: float, high: float) -> Summary:
+def _basic_summary(
+    count: int, partials: list[float], low: float, high: float, first_ms: int, last_ms: int
+) -> Summary:
     if count == 0:
         msg = "an empty aggregate has no summary"
         raise ValueError(msg)
     total = math.fsum(partials)
-    return Summary(count=count, sum=total, mean=total / count, min=low, max=high)
+    return Summary(
+        count=count,
+        sum=total,
+        mean=total / count,
+        min=low,
+        max=high,
+        first_ms=first_ms,
+        last_ms=last_ms,
+    )
 
 
 class BasicAggregate:
-    """count, exact sum, min and max: `INSIGHTS_AGGREGATES=basic`."""
+    """count, exact sum, min, max, first and last `observed_at`: `INSIGHTS_AGGREGATES=basic`."""
 
-    __slots__ = ("count", "max", "min", "partials")
+    __slots__ = ("count", "first_ms", "last_ms", "max", "min", "partials")
 
     def __init__(self) -> None:
         self.count = 0
         self.partials: list[float] = []
         self.min = math.inf
         self.max = -math.inf
+        self.first_ms = _NO_TIME
+        self.last_ms = -_NO_TIME
 
     def add(self, value: float, observed_ms: int, event_id: str, observer: str) -> None:
-        """Fold one observation in (the time, id and observer are not kept)."""
+        """Fold one observation in (its id and observer are not kept)."""
         self.count += 1
         _add_partial(self.partials, value)
         if value < self.min:
             self.min = value
         if value > self.max:
             self.max = value
+        if observed_ms < self.first_ms:
+            self.first_ms = observed_ms
+        if observed_ms > self.last_ms:
+            self.last_ms = observed_ms
 
     def merge(self, other: BasicAggregate) -> None:
         """Fold another aggregate in."""
@@ -96,6 +114,8 @@ class BasicAggregate:
             _add_partial(self.partials, part)
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
+        self.first_ms = min(self.first_ms, other.first_ms)
+        self.last_ms = max(self.last_ms, other.last_ms)
 
     @classmethod
     def merged(cls, parts: list[BasicAggregate]) -> BasicAggregate:
@@ -107,23 +127,27 @@ class BasicAggregate:
 
     def finish(self) -> Summary:
         """The figures of this aggregate; it must hold at least one value."""
-        return _basic_summary(self.count, self.partials, self.min, self.max)
+        return _basic_summary(
+            self.count, self.partials, self.min, self.max, self.first_ms, self.last_ms
+        )
 
     def to_state(self) -> list[Any]:
         """A JSON-ready form for the changelog."""
-        return [self.count, self.partials, self.min, self.max]
+        return [self.count, self.partials, self.min, self.max, self.first_ms, self.last_ms]
 
     @classmethod
     def from_state(cls, state: list[Any]) -> BasicAggregate:
         """Inverse of `to_state`; also takes `Aggregate.to_state` (its basic figures)."""
         agg = cls()
         if len(state) == _BASIC_STATE_LEN:
-            count, partials, low, high = state
+            count, partials, low, high, first_ms, last_ms = state
         else:
-            count, partials, _, _, low, high = state[:6]
+            count, partials, _, _, low, high, first, last = state[:8]
+            first_ms, last_ms = first[0], last[0]
         agg.count = int(count)
         agg.partials = [float(p) for p in partials]
         agg.min, agg.max = float(low), float(high)
+        agg.first_ms, agg.last_ms = int(first_ms), int(last_ms)
         return agg
 
 
@@ -233,7 +257,9 @@ class Aggregate:
     def finish(self) -> Summary:
         """The figures of this aggregate; it must hold at least one value."""
         if self.basic_only:
-            return _basic_summary(self.count, self.partials, self.min, self.max)
+            first_ms = self.first[0] if self.first else _NO_TIME
+            last_ms = self.last[0] if self.last else -_NO_TIME
+            return _basic_summary(self.count, self.partials, self.min, self.max, first_ms, last_ms)
         if self.count == 0 or self.first is None or self.last is None:
             msg = "an empty aggregate has no summary"
             raise ValueError(msg)
@@ -263,7 +289,9 @@ class Aggregate:
     def to_state(self) -> list[Any]:
         """A JSON-ready form for the changelog."""
         if self.basic_only:
-            return [self.count, self.partials, self.min, self.max]
+            first_ms = self.first[0] if self.first else _NO_TIME
+            last_ms = self.last[0] if self.last else -_NO_TIME
+            return [self.count, self.partials, self.min, self.max, first_ms, last_ms]
         return [
             self.count,
             self.partials,
@@ -289,6 +317,9 @@ class Aggregate:
                 basic.min,
                 basic.max,
             )
+            # Times only (ids sort after ""; the values are never reported).
+            agg.first = (basic.first_ms, "", math.nan)
+            agg.last = (basic.last_ms, "", math.nan)
             agg.basic_only = True
             return agg
         count, partials, mean, m2, low, high, first, last, observers, sketch = state

@@ -89,7 +89,7 @@ def expected_figures(events: list[Event], size_s: int) -> dict[str, Any]:
     }
 
 
-BASIC_FIGURES = ("count", "sum", "mean", "min", "max", "rate_per_s")
+BASIC_FIGURES = ("count", "sum", "mean", "min", "max", "rate_per_s", "first_ms", "last_ms")
 
 
 def basic_only(figures: dict[str, Any]) -> dict[str, Any]:

@@ -135,6 +135,8 @@ def test_basic_figures_equal_ground_truth_in_any_split(
     for summary in (build_basic(rows).finish(), BasicAggregate.merged(parts).finish()):
         assert (summary.count, summary.sum, summary.mean) == (len(data), total, total / len(data))
         assert (summary.min, summary.max) == (min(data), max(data))
+        times = [t for _, t, _ in rows]
+        assert (summary.first_ms, summary.last_ms) == (min(times), max(times))
         assert (summary.stddev, summary.p50, summary.first_value, summary.observers) == (
             None,
             None,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from agents.rolling import Aggregate, BasicAggregate, Emission, WindowPlan
 from agents.rolling.records import insight_record
-from models import RollingInsight, dumps, utc_now
+from models import RollingInsight, dumps, utc_ms, utc_now
 from streams.durations import parse_windows
 
 
@@ -46,7 +46,11 @@ def test_a_basic_record_has_the_basic_figures_and_null_for_the_rest() -> None:
     assert record["sum"] == pytest.approx(total, abs=1e-12)
     assert record["mean"] == record["sum"] / 4
     assert record["rate_per_s"] == 4 / 60
-    nulls = ("stddev", "p50", "p90", "p99", "first_value", "last_value", "first_at", "last_at")
+    assert (record["first_at"], record["last_at"]) == (
+        utc_ms(1_795_780_803_120),
+        utc_ms(1_795_780_806_120),
+    )
+    nulls = ("stddev", "p50", "p90", "p99", "first_value", "last_value")
     assert {name: record[name] for name in (*nulls, "observers")} == dict.fromkeys(
         (*nulls, "observers")
     )
