@@ -105,6 +105,16 @@ CANDIDATES: dict[str, Candidate] = {
             throughput=False,
         ),
         Candidate(
+            "insights-min-changes-50ms",
+            "insights",
+            "our worker, minimal set, emit changes, INSIGHTS_FLUSH_INTERVAL=50ms",
+            windows="tumbling:60s",
+            settings=MINIMAL,
+            emit="changes",
+            flush_interval="50ms",
+            throughput=False,
+        ),
+        Candidate(
             "quix-final",
             "quix",
             "Quix Streams group_by + tumbling reduce .final()",
@@ -156,6 +166,7 @@ for _name in (
     "insights-min-final",
     "insights-min-changes",
     "insights-min-changes-100ms",
+    "insights-min-changes-50ms",
 ):
     _variant = _persisting(CANDIDATES[_name])
     CANDIDATES[_variant.name] = _variant
