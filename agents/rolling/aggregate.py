@@ -200,11 +200,15 @@ class Aggregate:
             self.min = value
         if value > self.max:
             self.max = value
-        point = (observed_ms, event_id, value)
-        if self.first is None or point[:2] < self.first[:2]:
-            self.first = point
-        if self.last is None or point[:2] > self.last[:2]:
-            self.last = point
+        # First/last by (observed_ms, event_id), compared without building tuples to slice
+        # (first <= last: a point before the first is never after the last).
+        first, last = self.first, self.last
+        if first is None or last is None:
+            self.first = self.last = (observed_ms, event_id, value)
+        elif observed_ms < first[0] or (observed_ms == first[0] and event_id < first[1]):
+            self.first = (observed_ms, event_id, value)
+        elif observed_ms > last[0] or (observed_ms == last[0] and event_id > last[1]):
+            self.last = (observed_ms, event_id, value)
         stats = self.observers.get(observer)
         if stats is None:
             self.observers[observer] = [1, value, observed_ms]

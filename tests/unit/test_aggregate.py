@@ -167,3 +167,14 @@ def test_each_kind_restores_the_others_state(rows: list[tuple[float, int, str]])
 def test_an_empty_basic_aggregate_has_no_summary() -> None:
     with pytest.raises(ValueError, match="empty"):
         BasicAggregate().finish()
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.floats(min_value=1e-300, max_value=1e300, allow_nan=False))
+def test_the_inlined_bucket_key_is_the_mappings(value: float) -> None:
+    from agents.rolling.sketch import _MAPPING
+
+    for v in (value, -value):
+        sketch = QuantileSketch()
+        sketch.add(v)
+        assert (sketch.positive or sketch.negative) == {_MAPPING.key(abs(v)): 1}
