@@ -36,6 +36,10 @@ __all__ = ["decode_keyed"]
 _FIELDS: Final = frozenset(Observation.model_fields)
 _METRIC: Final = re.compile(METRIC_CHARS)
 _EXACT_INT: Final = 1 << 53  # ints beyond this are left to the model (float conversion)
+# Metric names already checked (a regex match an event saved), mapped to their interned
+# string; cleared when full, so a stream of ever new names cannot grow it.
+_KNOWN_METRICS_MAX: Final = 10_000
+_known_metrics: dict[str, str] = {}
 
 
 def decode_keyed(
@@ -71,10 +75,16 @@ def _fast(
         and type(subject_id) is str
         and 0 < len(subject_id) <= ENTITY_MAX_CHARS
         and type(metric) is str
-        and len(metric) <= ID_MAX_CHARS
-        and _METRIC.fullmatch(metric) is not None
     ):
         return None
+    known = _known_metrics.get(metric)
+    if known is None:
+        if len(metric) > ID_MAX_CHARS or _METRIC.fullmatch(metric) is None:
+            return None
+        if len(_known_metrics) >= _KNOWN_METRICS_MAX:
+            _known_metrics.clear()
+        # One string per metric name in every key's state, not one each.
+        known = _known_metrics[metric] = sys.intern(metric)
     value = doc.get("value")
     if type(value) is float:
         if not math.isfinite(value):
@@ -115,7 +125,7 @@ def _fast(
         observer_id,
         subject_id,
         group_id,
-        sys.intern(metric),  # one string per metric name in every key's state, not one each
+        known,
         value,
         observed_ms,
         attributes,
