@@ -29,6 +29,10 @@ LatestKey = tuple[str, str, str, str]  # (scope, entity, metric, window family n
 LATEST_RETENTION_MS = 24 * 3600 * 1000
 # Dedup ids per changelog record of the dedup journal.
 JOURNAL_CHUNK_IDS = 2048
+# The metric-name tuples of `_metrics_of`, shared by every entity with the same metrics
+# (a handful of combinations in practice); cleared when full, so it stays bounded.
+_METRIC_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_METRIC_TUPLES_MAX = 10_000
 
 
 class Outcome(Enum):
@@ -79,7 +83,9 @@ class PartitionState:
         self._heap: list[tuple[int, StateKey]] = []
         self._finals: list[Emission] = []
         self._changed: set[StateKey] = set()
-        self._dirty: dict[StateKey, set[int]] = {}  # panes touched since the last changes
+        # Panes touched since the last changes: one pane (the common case) as an int, more
+        # as a set (a set per key was ~27 MB at 100,000 keys, all touched in one flush).
+        self._dirty: dict[StateKey, int | set[int]] = {}
         self._removed: set[StateKey] = set()
         self._watermark_changed = False
         # dedup: id -> received ms; arrival order for expiry; journal chunks for the changelog
@@ -136,9 +142,11 @@ class PartitionState:
                 self._anomalies.append(detection)
         dirty = self._dirty.get(key)
         if dirty is None:
-            self._dirty[key] = {pane}
-        else:
+            self._dirty[key] = pane
+        elif isinstance(dirty, set):
             dirty.add(pane)
+        elif dirty != pane:
+            self._dirty[key] = {dirty, pane}
         self._changed.add(key)
         if self.watermark is None or t > self.watermark:
             self.advance(t)
@@ -165,17 +173,14 @@ class PartitionState:
             if summary is not None:
                 self._finals.append(Emission(key, window, summary, final=True))
         state.closed_until = watermark_ms
-        dirty = self._dirty.get(key)
         for pane in [p for p in state.panes if plan.pane_expired(p, watermark_ms)]:
-            del state.panes[pane]
-            if dirty is not None:
-                dirty.discard(pane)
+            del state.panes[pane]  # also dirty: `take_changes` skips panes gone
         if not state.panes:
             del self._keys[key]
             self._dirty.pop(key, None)
             metrics = tuple(m for m in self._metrics_of.get(key[:2], ()) if m != key[2])
             if metrics:
-                self._metrics_of[key[:2]] = metrics
+                self._metrics_of[key[:2]] = _shared(metrics)
             else:
                 self._metrics_of.pop(key[:2], None)
             self._changed.discard(key)
@@ -222,13 +227,15 @@ class PartitionState:
         dirty, self._dirty = self._dirty, {}
         watermark = self.watermark
         grace = self.plan.grace_ms
-        for key, panes in dirty.items():
+        for key, touched in dirty.items():
             state = self._keys.get(key)
-            if state is None or not panes:
+            if state is None:
                 continue
+            panes = touched if isinstance(touched, set) else (touched,)
             windows = {
                 w
                 for pane in panes
+                if pane in state.panes
                 for w in self.plan.windows_of(pane)
                 if watermark is None or w.end_ms + grace > watermark
             }
@@ -295,7 +302,8 @@ class PartitionState:
     def _index_metric(self, key: StateKey) -> None:
         known = self._metrics_of.get(key[:2], ())
         if key[2] not in known:
-            self._metrics_of[key[:2]] = (*known, key[2])
+            metrics = (*known, key[2])
+            self._metrics_of[key[:2]] = _shared(metrics)
 
     @property
     def key_count(self) -> int:
@@ -409,6 +417,13 @@ class PartitionState:
             watermark, self.watermark = self.watermark, None
             self.advance(watermark)
             self._watermark_changed = False
+
+
+def _shared(metrics: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple per combination of metric names, not one per entity (~70 B a key)."""
+    if len(_METRIC_TUPLES) >= _METRIC_TUPLES_MAX:
+        _METRIC_TUPLES.clear()
+    return _METRIC_TUPLES.setdefault(metrics, metrics)
 
 
 def _key_name(*parts: Any) -> str:

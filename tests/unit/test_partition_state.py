@@ -344,3 +344,14 @@ def test_without_anomaly_detection_no_baselines_are_kept_and_old_ones_are_delete
     writes, _ = plain.take_persist("flush-2")
     assert sorted(name for name in writes if name.startswith('["b"')) == baselines
     assert all(writes[name] is None for name in baselines)  # deleted from the changelog
+
+
+def test_changes_skip_panes_that_closed_since_they_were_touched() -> None:
+    plan = WindowPlan([WindowSpec("tumbling", 60, 60)], GRACE_MS)
+    state = PartitionState(plan, dedup_ttl_ms=600_000)
+    start = 1_795_780_800_000  # a minute boundary
+    for i, offset_ms in enumerate((1_000, 61_000, 95_000)):  # the last closes the first
+        state.offer(keyed(Event(f"e{i}", "o1", "s-1", "temp", 1.0, start + offset_ms)), i)
+    assert [(f.window.start_ms, f.summary.count) for f in state.take_finals()] == [(start, 1)]
+    changes = list(state.take_changes())
+    assert [(c.window.start_ms, c.summary.count) for c in changes] == [(start + 60_000, 2)]
