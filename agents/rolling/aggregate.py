@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, Self
 
 from agents.rolling.sketch import QuantileSketch
 
@@ -81,7 +81,24 @@ def _basic_summary(
     )
 
 
-class BasicAggregate:
+class _Mergeable:
+    """`merged` for both kinds: a new aggregate of all parts, by `merge`."""
+
+    __slots__ = ()
+
+    def merge(self, other: Self) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def merged(cls, parts: list[Self]) -> Self:
+        """A new aggregate of all `parts` (the parts are not changed)."""
+        result = cls()
+        for part in parts:
+            result.merge(part)
+        return result
+
+
+class BasicAggregate(_Mergeable):
     """count, exact sum, min, max, first and last `observed_at`: `INSIGHTS_AGGREGATES=basic`."""
 
     __slots__ = ("count", "first_ms", "last_ms", "max", "min", "partials")
@@ -117,14 +134,6 @@ class BasicAggregate:
         self.first_ms = min(self.first_ms, other.first_ms)
         self.last_ms = max(self.last_ms, other.last_ms)
 
-    @classmethod
-    def merged(cls, parts: list[BasicAggregate]) -> BasicAggregate:
-        """A new aggregate of all `parts` (the parts are not changed)."""
-        result = cls()
-        for part in parts:
-            result.merge(part)
-        return result
-
     def finish(self) -> Summary:
         """The figures of this aggregate; it must hold at least one value."""
         return _basic_summary(
@@ -151,7 +160,7 @@ class BasicAggregate:
         return agg
 
 
-class Aggregate:
+class Aggregate(_Mergeable):
     """count, exact sum, Welford mean/M2, min, max, first/last by (observed_at, event_id),
     per-observer count and sum, and a quantile sketch: `INSIGHTS_AGGREGATES=full`.
 
@@ -249,14 +258,6 @@ class Aggregate:
                 stats[1] += total_value
                 stats[2] = max(stats[2], last_ms)
         self.sketch.merge(other.sketch)
-
-    @classmethod
-    def merged(cls, parts: list[Aggregate]) -> Aggregate:
-        """A new aggregate of all `parts` (the parts are not changed)."""
-        result = cls()
-        for part in parts:
-            result.merge(part)
-        return result
 
     def finish(self) -> Summary:
         """The figures of this aggregate; it must hold at least one value."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -93,6 +94,15 @@ def run(state: PartitionState, events: list[Event]) -> tuple[list[Emission], set
     return finals, late
 
 
+def apply(table: dict[str, bytes], writes: dict[str, bytes | None]) -> None:
+    """Persisted writes into `table`, as the changelog (None deletes)."""
+    for name, value in writes.items():
+        if value is None:
+            table.pop(name, None)
+        else:
+            table[name] = value
+
+
 def by_window(finals: list[Emission]) -> dict[Any, Emission]:
     result = {}
     for e in finals:
@@ -118,19 +128,25 @@ def stream(seed: int, n: int, disorder_ms: int, late_share: float) -> list[Event
     return events
 
 
+@pytest.mark.parametrize("kind", ["full", "basic"])
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10**6), disorder=st.sampled_from([0, 20_000, 45_000]))
-def test_finals_and_late_events_equal_the_reference(seed: int, disorder: int) -> None:
+def test_finals_and_late_events_equal_the_reference(kind: str, seed: int, disorder: int) -> None:
+    """`basic` gives the basic figures exactly and null for the rest."""
     events = stream(seed, 300, disorder, late_share=0.03)
-    state = PartitionState(WindowPlan(SPECS, GRACE_MS), dedup_ttl_ms=10**9)
+    plan = WindowPlan(SPECS, GRACE_MS)
+    state = PartitionState(plan, dedup_ttl_ms=10**9, aggregates=AGGREGATE_KINDS[kind])
     finals, late = run(state, events)
     expected, expected_late = reference(events, list(SPECS))
     assert late == expected_late
     got = by_window(finals)
     assert set(got) == set(expected)
+    shape = basic_only if kind == "basic" else dict
     for key, window_events in expected.items():
         size_s = (key[4] - key[3]) // 1000
-        assert_matches(figures(got[key]), expected_figures(window_events, size_s), str(key))
+        want = shape(expected_figures(window_events, size_s))
+        assert_matches(figures(got[key]), want, str(key))
+        assert bool(got[key].summary.per_observer) == (kind == "full")
     assert state.key_count == 0  # closed windows are removed from state
 
 
@@ -149,12 +165,7 @@ def test_restore_from_persisted_state_equals_an_uninterrupted_run(seed: int, cut
         if first.offer(keyed(event), received_ms=i) is Outcome.LATE:
             late.add(event.event_id)
         finals.extend(first.take_finals())
-        writes, _ = first.take_persist(f"chunk-{i}")
-        for name, value in writes.items():
-            if value is None:
-                table.pop(name, None)
-            else:
-                table[name] = value
+        apply(table, first.take_persist(f"chunk-{i}")[0])
     second = PartitionState(plan, 10**9)
     second.restore(table.items())
     assert second.take_finals() == []
@@ -226,37 +237,13 @@ BASIC = AGGREGATE_KINDS["basic"]
 FULL = AGGREGATE_KINDS["full"]
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10**6), disorder=st.sampled_from([0, 20_000, 45_000]))
-def test_basic_aggregates_give_the_basic_figures_exactly_and_null_for_the_rest(
-    seed: int, disorder: int
-) -> None:
-    events = stream(seed, 300, disorder, late_share=0.03)
-    state = PartitionState(WindowPlan(SPECS, GRACE_MS), dedup_ttl_ms=10**9, aggregates=BASIC)
-    finals, late = run(state, events)
-    expected, expected_late = reference(events, list(SPECS))
-    assert late == expected_late
-    got = by_window(finals)
-    assert set(got) == set(expected)
-    for key, window_events in expected.items():
-        size_s = (key[4] - key[3]) // 1000
-        want = basic_only(expected_figures(window_events, size_s))
-        assert_matches(figures(got[key]), want, str(key))
-        assert got[key].summary.per_observer == ()
-
-
 def persisted_run(state: PartitionState, events: list[Event]) -> dict[str, bytes]:
     """Offer `events`, applying every persist to a table, as the changelog would hold it."""
     table: dict[str, bytes] = {}
     for i, event in enumerate(events):
         state.offer(keyed(event), received_ms=i)
         state.take_finals()
-        writes, _ = state.take_persist(f"chunk-{i}")
-        for name, value in writes.items():
-            if value is None:
-                table.pop(name, None)
-            else:
-                table[name] = value
+        apply(table, state.take_persist(f"chunk-{i}")[0])
     return table
 
 
