@@ -12,13 +12,12 @@ basic state becomes a full aggregate that knows only the basic figures
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, Self
+from typing import Any, Final, Self
 
 from agents.rolling.sketch import QuantileSketch
 
-__all__ = ["AGGREGATE_KINDS", "Aggregate", "AggregateKind", "BasicAggregate", "Pane", "Summary"]
+__all__ = ["AGGREGATE_KINDS", "Aggregate", "BasicAggregate", "PaneAggregate", "Summary"]
 
 
 def _add_partial(partials: list[float], x: float) -> None:
@@ -81,12 +80,27 @@ def _basic_summary(
     )
 
 
-class _Mergeable:
-    """`merged` for both kinds: a new aggregate of all parts, by `merge`."""
+class PaneAggregate:
+    """What both kinds of pane aggregate do; `merged` is shared, built on `merge`."""
 
     __slots__ = ()
 
+    count: int
+
+    def add(self, value: float, observed_ms: int, event_id: str, observer: str) -> None:
+        raise NotImplementedError
+
     def merge(self, other: Self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> Summary:
+        raise NotImplementedError
+
+    def to_state(self) -> list[Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> Self:
         raise NotImplementedError
 
     @classmethod
@@ -98,7 +112,7 @@ class _Mergeable:
         return result
 
 
-class BasicAggregate(_Mergeable):
+class BasicAggregate(PaneAggregate):
     """count, exact sum, min, max, first and last `observed_at`: `INSIGHTS_AGGREGATES=basic`."""
 
     __slots__ = ("count", "first_ms", "last_ms", "max", "min", "partials")
@@ -160,7 +174,7 @@ class BasicAggregate(_Mergeable):
         return agg
 
 
-class Aggregate(_Mergeable):
+class Aggregate(PaneAggregate):
     """count, exact sum, Welford mean/M2, min, max, first/last by (observed_at, event_id),
     per-observer count and sum, and a quantile sketch: `INSIGHTS_AGGREGATES=full`.
 
@@ -262,9 +276,7 @@ class Aggregate(_Mergeable):
     def finish(self) -> Summary:
         """The figures of this aggregate; it must hold at least one value."""
         if self.basic_only:
-            first_ms = self.first[0] if self.first else _NO_TIME
-            last_ms = self.last[0] if self.last else -_NO_TIME
-            return _basic_summary(self.count, self.partials, self.min, self.max, first_ms, last_ms)
+            return self._basic().finish()
         if self.count == 0 or self.first is None or self.last is None:
             msg = "an empty aggregate has no summary"
             raise ValueError(msg)
@@ -294,9 +306,7 @@ class Aggregate(_Mergeable):
     def to_state(self) -> list[Any]:
         """A JSON-ready form for the changelog."""
         if self.basic_only:
-            first_ms = self.first[0] if self.first else _NO_TIME
-            last_ms = self.last[0] if self.last else -_NO_TIME
-            return [self.count, self.partials, self.min, self.max, first_ms, last_ms]
+            return self._basic().to_state()
         return [
             self.count,
             self.partials,
@@ -309,6 +319,19 @@ class Aggregate(_Mergeable):
             self.observers,
             self.sketch.to_state(),
         ]
+
+    def _basic(self) -> BasicAggregate:
+        """The basic figures of a `basic_only` aggregate, as the basic kind holds them."""
+        basic = BasicAggregate()
+        basic.count, basic.partials, basic.min, basic.max = (
+            self.count,
+            self.partials,
+            self.min,
+            self.max,
+        )
+        if self.first is not None and self.last is not None:
+            basic.first_ms, basic.last_ms = self.first[0], self.last[0]
+        return basic
 
     @classmethod
     def from_state(cls, state: list[Any]) -> Aggregate:
@@ -342,28 +365,7 @@ class Aggregate(_Mergeable):
         return agg
 
 
-class Pane(Protocol):
-    """What the partition state needs of a pane's aggregate, of either kind."""
-
-    count: int
-
-    def add(self, value: float, observed_ms: int, event_id: str, observer: str) -> None: ...
-
-    def finish(self) -> Summary: ...
-
-    def to_state(self) -> list[Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AggregateKind:
-    """How to make, merge and restore the pane aggregates of one `INSIGHTS_AGGREGATES`."""
-
-    new: Callable[[], Pane]
-    merged: Callable[[list[Any]], Pane]
-    from_state: Callable[[list[Any]], Pane]
-
-
-AGGREGATE_KINDS: Final[dict[str, AggregateKind]] = {
-    "full": AggregateKind(Aggregate, Aggregate.merged, Aggregate.from_state),
-    "basic": AggregateKind(BasicAggregate, BasicAggregate.merged, BasicAggregate.from_state),
+AGGREGATE_KINDS: Final[dict[str, type[PaneAggregate]]] = {
+    "full": Aggregate,
+    "basic": BasicAggregate,
 }

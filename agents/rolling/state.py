@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from agents.anomaly import AnomalyConfig, BaselineState, Detection
-from agents.rolling.aggregate import AGGREGATE_KINDS, AggregateKind, Pane, Summary
+from agents.rolling.aggregate import AGGREGATE_KINDS, PaneAggregate, Summary
 from agents.rolling.windows import Window, WindowPlan
 from models.codec import right_sized
 from models.keyed import KeyedObservation
@@ -58,7 +58,7 @@ class Emission:
 
 @dataclass(slots=True)
 class _KeyState:
-    panes: dict[int, Pane] = field(default_factory=dict)
+    panes: dict[int, PaneAggregate] = field(default_factory=dict)
     closed_until: int | None = None
     next_close: int | None = None
 
@@ -71,7 +71,7 @@ class PartitionState:
         plan: WindowPlan,
         dedup_ttl_ms: int,
         anomaly: AnomalyConfig | None = None,
-        aggregates: AggregateKind = AGGREGATE_KINDS["full"],
+        aggregates: type[PaneAggregate] = AGGREGATE_KINDS["full"],
     ) -> None:
         self.plan = plan
         self.dedup_ttl_ms = dedup_ttl_ms  # 0: no dedup (`INSIGHTS_DEDUP_TTL=0s`)
@@ -130,7 +130,7 @@ class PartitionState:
         pane = self.plan.pane_of(t)
         aggregate = state.panes.get(pane)
         if aggregate is None:
-            aggregate = state.panes[pane] = self.aggregates.new()
+            aggregate = state.panes[pane] = self.aggregates()
             close = self.plan.next_close((pane,), self.watermark)
             if close is not None and (state.next_close is None or close < state.next_close):
                 state.next_close = close
