@@ -12,12 +12,20 @@ basic state becomes a full aggregate that knows only the basic figures
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Self
 
 from agents.rolling.sketch import QuantileSketch
 
-__all__ = ["AGGREGATE_KINDS", "Aggregate", "BasicAggregate", "PaneAggregate", "Summary"]
+__all__ = [
+    "AGGREGATE_KINDS",
+    "Aggregate",
+    "BasicAggregate",
+    "OneValue",
+    "PaneAggregate",
+    "Summary",
+]
 
 
 def _add_partial(partials: list[float], x: float) -> None:
@@ -104,12 +112,48 @@ class PaneAggregate:
         raise NotImplementedError
 
     @classmethod
-    def merged(cls, parts: list[Self]) -> Self:
+    def merged(cls, parts: Sequence[Self | OneValue]) -> Self:
         """A new aggregate of all `parts` (the parts are not changed)."""
         result = cls()
         for part in parts:
-            result.merge(part)
+            if isinstance(part, OneValue):
+                result.add(part.value, part.observed_ms, part.event_id, part.observer)
+            else:
+                result.merge(part)
         return result
+
+
+class OneValue:
+    """A pane holding a single observation, kept as that observation until a second one
+    makes it an aggregate of its kind (`PaneAggregate.merged((one,))`).
+
+    With 100,000 keys that each saw one value (a burst of new subjects), a full `Aggregate`
+    of one value is ~850 B (partials, per-observer dict and list, sketch and bins, first
+    tuple); this is 64. Every figure is computed from the aggregate grown from it, so the
+    records and the changelog state are those of the aggregate it stands for.
+    """
+
+    __slots__ = ("event_id", "observed_ms", "observer", "value")
+
+    def __init__(self, value: float, observed_ms: int, event_id: str, observer: str) -> None:
+        self.value = value
+        self.observed_ms = observed_ms
+        self.event_id = event_id
+        self.observer = observer
+
+    @classmethod
+    def of_state(cls, state: list[Any], kind: type[PaneAggregate]) -> OneValue | None:
+        """The single observation of a changelog state of one value, when the `kind` grown
+        from it gives that state back (not for basic state restored as full: `basic_only`)."""
+        if state[0] != 1:
+            return None
+        if len(state) != _BASIC_STATE_LEN:  # full: ..., first, last, observers, sketch
+            (observer,) = state[8]
+            first = state[6]
+            return cls(float(first[2]), int(first[0]), str(first[1]), str(observer))
+        if kind is BasicAggregate:  # ids and observers are not kept: never asked for
+            return cls(float(state[2]), int(state[4]), "", "")
+        return None
 
 
 class BasicAggregate(PaneAggregate):

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from agents.anomaly import AnomalyConfig, BaselineState, Detection
-from agents.rolling.aggregate import AGGREGATE_KINDS, PaneAggregate, Summary
+from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue, PaneAggregate, Summary
 from agents.rolling.windows import Window, WindowPlan
 from models.codec import right_sized
 from models.keyed import KeyedObservation
@@ -23,6 +23,7 @@ __all__ = ["Emission", "Outcome", "PartitionState", "StateKey"]
 
 StateKey = tuple[str, str, str]  # (scope, entity, metric)
 LatestKey = tuple[str, str, str, str]  # (scope, entity, metric, window family name)
+Pane = PaneAggregate | OneValue  # one value is kept as it (memory), more as an aggregate
 
 # How long the latest final of a window family stays queryable after its window ended
 # (event time): a subject that went quiet still answers for a day.
@@ -58,7 +59,7 @@ class Emission:
 
 @dataclass(slots=True)
 class _KeyState:
-    panes: dict[int, PaneAggregate] = field(default_factory=dict)
+    panes: dict[int, Pane] = field(default_factory=dict)
     closed_until: int | None = None
     next_close: int | None = None
 
@@ -130,12 +131,15 @@ class PartitionState:
         pane = self.plan.pane_of(t)
         aggregate = state.panes.get(pane)
         if aggregate is None:
-            aggregate = state.panes[pane] = self.aggregates()
+            state.panes[pane] = OneValue(obs.value, t, obs.event_id, obs.observer_id)
             close = self.plan.next_close((pane,), self.watermark)
             if close is not None and (state.next_close is None or close < state.next_close):
                 state.next_close = close
                 heapq.heappush(self._heap, (close, key))
-        aggregate.add(obs.value, t, obs.event_id, obs.observer_id)
+        else:
+            if isinstance(aggregate, OneValue):
+                aggregate = state.panes[pane] = self.aggregates.merged((aggregate,))
+            aggregate.add(obs.value, t, obs.event_id, obs.observer_id)
         if self.baselines is not None and obs.scope == "subject":
             detection = self.baselines.offer(obs)
             if detection is not None:
@@ -195,7 +199,16 @@ class PartitionState:
         parts = [state.panes[p] for p in self.plan.panes_of(window) if p in state.panes]
         if not parts:
             return None
-        return (parts[0] if len(parts) == 1 else self.aggregates.merged(parts)).finish()
+        return self._aggregate(parts).finish()
+
+    def _aggregate(self, parts: list[Pane]) -> PaneAggregate:
+        """The aggregate of `parts`: the part itself when it is the only one (and not kept as
+        its one value), else a new one merged from them."""
+        if len(parts) == 1:
+            part = parts[0]
+            if not isinstance(part, OneValue):
+                return part
+        return self.aggregates.merged(parts)
 
     def _expire_seen(self, now_ms: int) -> None:
         horizon = now_ms - self.dedup_ttl_ms
@@ -317,6 +330,10 @@ class PartitionState:
 
     # -- persistence (the changelog) -----------------------------------------------------
 
+    def _pane_of_state(self, state: list[Any]) -> Pane:
+        one = OneValue.of_state(state, self.aggregates)
+        return one if one is not None else self.aggregates.from_state(state)
+
     def take_persist(self, chunk_id: str) -> tuple[dict[str, bytes | None], int]:
         """What changed since the last call, as logical key -> value (None deletes).
 
@@ -326,7 +343,7 @@ class PartitionState:
         writes: dict[str, bytes | None] = {}
         for key in self._changed:
             state = self._keys[key]
-            panes = [[p, a.to_state()] for p, a in state.panes.items()]
+            panes = [[p, self._aggregate([a]).to_state()] for p, a in state.panes.items()]
             writes[_key_name("a", *key)] = _dumps_kept([state.closed_until, panes])
         for key in self._removed:
             writes[_key_name("a", *key)] = None
@@ -380,7 +397,7 @@ class PartitionState:
                 key: StateKey = (parts[1], parts[2], parts[3])
                 closed_until, panes = value
                 state = _KeyState(
-                    panes={int(p): self.aggregates.from_state(a) for p, a in panes},
+                    panes={int(p): self._pane_of_state(a) for p, a in panes},
                     closed_until=closed_until,
                 )
                 self._keys[key] = state

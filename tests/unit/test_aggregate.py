@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from dataclasses import replace
 
 import pytest
 from ddsketch import DDSketch
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.rolling import Aggregate, BasicAggregate, QuantileSketch
+from agents.rolling.aggregate import OneValue, PaneAggregate
 
 values = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False)
 points = st.lists(
@@ -178,3 +180,56 @@ def test_the_inlined_bucket_key_is_the_mappings(value: float) -> None:
         sketch = QuantileSketch()
         sketch.add(v)
         assert (sketch.positive or sketch.negative) == {_MAPPING.key(abs(v)): 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=values,
+    t=st.integers(0, 10**13),
+    event_id=st.text(max_size=20),
+    observer=st.text(min_size=1, max_size=10),
+    rows=points,
+)
+@pytest.mark.parametrize("kind", [Aggregate, BasicAggregate])
+def test_one_value_stands_for_the_aggregate_of_it(
+    kind: type[PaneAggregate],
+    value: float,
+    t: int,
+    event_id: str,
+    observer: str,
+    rows: list[tuple[float, int, str]],
+) -> None:
+    one = OneValue(value, t, event_id, observer)
+    added = kind()
+    added.add(value, t, event_id, observer)
+    grown = kind.merged([one])
+    assert grown.to_state() == added.to_state()
+    assert grown.finish() == added.finish()
+
+    # Its changelog state restores as the one value, whose aggregate gives the state back.
+    restored = OneValue.of_state(added.to_state(), kind)
+    assert restored is not None
+    assert kind.merged([restored]).to_state() == added.to_state()
+
+    # Among other parts it counts as its aggregate would (mean and M2 by Welford's step
+    # instead of Chan's merge: equal to rounding).
+    others = build(rows) if kind is Aggregate else build_basic(rows)
+    a, b = kind.merged([others, one]).finish(), kind.merged([others, added]).finish()
+    assert replace(a, mean=0.0, stddev=None) == replace(b, mean=0.0, stddev=None)
+    assert a.mean == pytest.approx(b.mean, rel=1e-9, abs=1e-6)
+    assert (a.stddev is None) == (b.stddev is None)
+    if a.stddev is not None:
+        assert a.stddev == pytest.approx(b.stddev, rel=1e-9, abs=1e-6)
+
+
+def test_only_state_of_one_value_restores_as_one_value() -> None:
+    two = build([(1.0, 10, "o1"), (2.0, 20, "o1")])
+    assert OneValue.of_state(two.to_state(), Aggregate) is None
+    one_basic = build_basic([(1.0, 10, "o1")])
+    # Basic state under the full kind has no id or observer: it restores as basic_only.
+    assert OneValue.of_state(one_basic.to_state(), Aggregate) is None
+    assert OneValue.of_state(one_basic.to_state(), BasicAggregate) is not None
+    one_full = build([(1.0, 10, "o1")])
+    as_basic = OneValue.of_state(one_full.to_state(), BasicAggregate)
+    assert as_basic is not None
+    assert BasicAggregate.merged([as_basic]).finish() == one_basic.finish()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agents.anomaly import AnomalyConfig
 from agents.rolling import Emission, Outcome, PartitionState, WindowPlan
-from agents.rolling.aggregate import AGGREGATE_KINDS
+from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue
 from agents.rolling.state import JOURNAL_CHUNK_IDS
 from models.keyed import KeyedObservation
 from streams.durations import WindowSpec, parse_windows
@@ -342,3 +342,34 @@ def test_changes_skip_panes_that_closed_since_they_were_touched() -> None:
     assert [(f.window.start_ms, f.summary.count) for f in state.take_finals()] == [(start, 1)]
     changes = list(state.take_changes())
     assert [(c.window.start_ms, c.summary.count) for c in changes] == [(start + 60_000, 2)]
+
+
+@pytest.mark.parametrize("kind", ["full", "basic"])
+def test_a_pane_of_one_value_is_kept_as_the_value_until_a_second_one(kind: str) -> None:
+    """Memory: 100,000 keys that each saw one value hold 100,000 `OneValue`s, not
+    aggregates; restored from the changelog they are kept so again."""
+    plan = WindowPlan(SPECS, GRACE_MS)
+    aggregates = AGGREGATE_KINDS[kind]
+    t0 = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
+    events = [Event(f"e{i}", "o1", f"s{i}", "temp", float(i), t0 + i) for i in range(3)]
+    events.append(Event("e3", "o2", "s0", "temp", 9.5, t0 + 10))  # s0's second value
+    state = PartitionState(plan, 10**9, aggregates=aggregates)
+    table = persisted_run(state, events)
+
+    def forms(s: PartitionState) -> dict[str, type]:
+        return {key[1]: type(pane) for key, ks in s._keys.items() for pane in ks.panes.values()}
+
+    assert forms(state) == {"s0": aggregates, "s1": OneValue, "s2": OneValue}
+    restored = PartitionState(plan, 10**9, aggregates=aggregates)
+    restored.restore(table.items())
+    assert forms(restored) == forms(state)
+    for subject in ("s0", "s1", "s2"):
+        assert restored.current("subject", subject) == state.current("subject", subject)
+        want = expected_figures([e for e in events if e.subject_id == subject], 60)
+        [tumbling] = [
+            e for e in state.current("subject", subject) if e.window.spec.name == "tumbling:60s"
+        ]
+        got = figures(tumbling)
+        if kind == "basic":
+            want = basic_only(want)
+        assert_matches(got, want, subject)
