@@ -326,6 +326,36 @@ async def test_recovery_polls_its_changelog_queue_every_second(recovery_asyncio:
     assert recovery_asyncio.Event is asyncio.Event  # the rest is asyncio's own
 
 
+async def test_a_queued_changelog_record_is_taken_without_a_poll(
+    recovery_asyncio: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Faust polls its changelog queue once per record; a record already there is returned
+    # without a task (and its asyncio.wait and timers).
+    loop = asyncio.get_running_loop()
+    tasks: list[Any] = []
+    create_task = loop.create_task
+
+    def counting_create_task(coro: Any, **kwargs: Any) -> Any:
+        tasks.append(coro)
+        return create_task(coro, **kwargs)
+
+    monkeypatch.setattr(loop, "create_task", counting_create_task)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for record in (1, 2, 3):
+        queue.put_nowait(record)
+    got = [await recovery_asyncio.wait_for(queue.get(), timeout=5.0) for _ in range(3)]
+    assert got == [1, 2, 3]
+    assert tasks == []
+    # One that has to wait is polled in a task; on timeout its getter is cancelled, so a
+    # record put later is not handed to it (lost) but stays in the queue.
+    with pytest.raises(TimeoutError):
+        await recovery_asyncio.wait_for(queue.get(), timeout=5.0)
+    assert len(tasks) == 1
+    queue.put_nowait(4)
+    await asyncio.sleep(0)
+    assert queue.get_nowait() == 4
+
+
 async def test_no_poll_of_a_new_recovery_is_empty_before_two_polls_time(
     recovery_asyncio: Any,
 ) -> None:
