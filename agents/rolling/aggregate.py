@@ -111,15 +111,19 @@ class PaneAggregate:
     def from_state(cls, state: list[Any]) -> Self:
         raise NotImplementedError
 
+    def absorb(self, part: Self | OneValue) -> None:
+        """Fold in a pane, whichever form it is kept in (`part` is not changed)."""
+        if isinstance(part, OneValue):
+            self.add(part.value, part.observed_ms, part.event_id, part.observer)
+        else:
+            self.merge(part)
+
     @classmethod
     def merged(cls, parts: Sequence[Self | OneValue]) -> Self:
         """A new aggregate of all `parts` (the parts are not changed)."""
         result = cls()
         for part in parts:
-            if isinstance(part, OneValue):
-                result.add(part.value, part.observed_ms, part.event_id, part.observer)
-            else:
-                result.merge(part)
+            result.absorb(part)
         return result
 
 
@@ -290,23 +294,35 @@ class Aggregate(PaneAggregate):
         """Fold another aggregate in (Chan et al. for mean and M2)."""
         if other.count == 0:
             return
-        self.basic_only = self.basic_only or other.basic_only
         if self.count == 0:
-            self.mean, self.m2 = other.mean, other.m2
-        else:
-            total = self.count + other.count
-            delta = other.mean - self.mean
-            self.mean += delta * other.count / total
-            self.m2 += other.m2 + delta * delta * self.count * other.count / total
-        self.count += other.count
+            self._copy(other)
+            return
+        self.basic_only = self.basic_only or other.basic_only
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean += delta * other.count / total
+        self.m2 += other.m2 + delta * delta * self.count * other.count / total
+        self.count = total
         for part in other.partials:
             _add_partial(self.partials, part)
-        self.min = min(self.min, other.min)
-        self.max = max(self.max, other.max)
-        if other.first is not None and (self.first is None or other.first[:2] < self.first[:2]):
-            self.first = other.first
-        if other.last is not None and (self.last is None or other.last[:2] > self.last[:2]):
-            self.last = other.last
+        if other.min < self.min:
+            self.min = other.min
+        if other.max > self.max:
+            self.max = other.max
+        # other.count > 0 here, so both have a first and a last point (compared by time,
+        # then id, without building slices).
+        first, theirs = self.first, other.first
+        if first is None or (
+            theirs is not None
+            and (theirs[0] < first[0] or (theirs[0] == first[0] and theirs[1] < first[1]))
+        ):
+            self.first = theirs
+        last, theirs = self.last, other.last
+        if last is None or (
+            theirs is not None
+            and (theirs[0] > last[0] or (theirs[0] == last[0] and theirs[1] > last[1]))
+        ):
+            self.last = theirs
         for observer, (n, total_value, last_ms) in other.observers.items():
             stats = self.observers.get(observer)
             if stats is None:
@@ -316,6 +332,17 @@ class Aggregate(PaneAggregate):
                 stats[1] += total_value
                 stats[2] = max(stats[2], last_ms)
         self.sketch.merge(other.sketch)
+
+    def _copy(self, other: Aggregate) -> None:
+        """Become a copy of `other` (sharing only immutable parts): the first merge into
+        an empty aggregate, as every window of several panes starts."""
+        self.count, self.mean, self.m2 = other.count, other.mean, other.m2
+        self.partials = other.partials.copy()
+        self.min, self.max = other.min, other.max
+        self.first, self.last = other.first, other.last
+        self.observers = {k: v.copy() for k, v in other.observers.items()}
+        self.sketch = other.sketch.copy()
+        self.basic_only = self.basic_only or other.basic_only
 
     def finish(self) -> Summary:
         """The figures of this aggregate; it must hold at least one value."""

@@ -201,6 +201,47 @@ class PartitionState:
             return None
         return self._aggregate(parts).finish()
 
+    def _summaries(self, state: _KeyState, windows: list[Window]) -> list[tuple[Window, Summary]]:
+        """The summaries of a key's `windows` (in their order; windows without a pane are
+        left out), merging each pane once per chain rather than once per window.
+
+        The windows of a family that hold a key's newest pane are nested: taken from the
+        latest start back, each holds the panes of the one before plus older ones. So one
+        aggregate is grown along them, and a window whose panes do not end with the
+        previous window's starts a new chain. (Merge order differs from a window merged
+        alone: `stddev` may differ from its final in the last bits; the other figures are
+        exact either way.)
+        """
+        panes, pane_ms = state.panes, self.plan.pane_ms
+        found: list[Summary | None] = [None] * len(windows)
+        chain: PaneAggregate | None = None  # holds the panes `held`; never a live pane
+        held: list[int] = []
+        family = None
+        for i in sorted(
+            range(len(windows)), key=lambda i: (windows[i].spec.name, -windows[i].start_ms)
+        ):
+            window = windows[i]
+            parts = [p for p in range(window.start_ms, window.end_ms, pane_ms) if p in panes]
+            if not parts:
+                continue
+            n = len(held)
+            if window.spec == family and 0 < n < len(parts) and parts[-n:] == held:
+                if chain is None:  # a lone pane so far: begin from a copy of it
+                    chain = self.aggregates.merged([panes[held[0]]])
+                for p in reversed(parts[:-n]):
+                    chain.absorb(panes[p])
+                found[i] = chain.finish()
+            elif len(parts) == 1:
+                chain = None
+                found[i] = self._aggregate([panes[parts[0]]]).finish()
+            else:
+                chain = self.aggregates.merged([panes[p] for p in parts])
+                found[i] = chain.finish()
+            family, held = window.spec, parts
+        return [
+            (w, summary) for w, summary in zip(windows, found, strict=True) if summary is not None
+        ]
+
     def _aggregate(self, parts: list[Pane]) -> PaneAggregate:
         """The aggregate of `parts`: the part itself when it is the only one (and not kept as
         its one value), else a new one merged from them."""
@@ -252,10 +293,8 @@ class PartitionState:
                 for w in self.plan.windows_of(pane)
                 if watermark is None or w.end_ms + grace > watermark
             }
-            for window in sorted(windows):
-                summary = self._window_summary(state, window)
-                if summary is not None:
-                    yield Emission(key, window, summary, final=False)
+            for window, summary in self._summaries(state, sorted(windows)):
+                yield Emission(key, window, summary, final=False)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -275,10 +314,9 @@ class PartitionState:
                 for w in self.plan.windows_of(pane)
                 if watermark is None or w.end_ms + grace > watermark
             }
-            for window in sorted(windows, key=lambda w: (w.spec.name, w.start_ms)):
-                summary = self._window_summary(state, window)
-                if summary is not None:
-                    result.append(Emission(key, window, summary, final=False))
+            ordered = sorted(windows, key=lambda w: (w.spec.name, w.start_ms))
+            for window, summary in self._summaries(state, ordered):
+                result.append(Emission(key, window, summary, final=False))
         return result
 
     def record_final(self, key: StateKey, family: str, end_ms: int, record: bytes) -> None:

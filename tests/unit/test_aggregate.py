@@ -7,6 +7,7 @@ import math
 import statistics
 from dataclasses import replace
 
+import orjson
 import pytest
 from ddsketch import DDSketch
 from hypothesis import given, settings
@@ -233,3 +234,21 @@ def test_only_state_of_one_value_restores_as_one_value() -> None:
     as_basic = OneValue.of_state(one_full.to_state(), BasicAggregate)
     assert as_basic is not None
     assert BasicAggregate.merged([as_basic]).finish() == one_basic.finish()
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=points, more=points)
+def test_an_aggregate_merged_from_a_part_shares_nothing_it_changes(
+    rows: list[tuple[float, int, str]], more: list[tuple[float, int, str]]
+) -> None:
+    # The first merge into an empty aggregate copies; folding more in afterwards must
+    # leave the part (a live pane) as it was.
+    part = build(rows)
+    before = orjson.dumps(part.to_state())  # a snapshot: to_state shares its lists
+    grown = Aggregate.merged([part])
+    assert orjson.dumps(grown.to_state()) == before
+    grown.merge(build(more, offset=len(rows)))
+    for value, t, observer in more:
+        grown.add(value, t, f"x{t}", observer)
+        grown.add(-value, t, f"y{t}", observer)  # negative bins too
+    assert orjson.dumps(part.to_state()) == before

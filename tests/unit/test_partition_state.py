@@ -21,6 +21,7 @@ from tests.support.truth import (
     assert_matches,
     basic_only,
     expected_figures,
+    group_by_window,
     windows_holding,
 )
 
@@ -231,6 +232,33 @@ def test_changes_are_coalesced_per_key_and_window() -> None:
     changes = list(state.take_changes())
     assert [(c.final, c.summary.count) for c in changes] == [(False, 10)]
     assert list(state.take_changes()) == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), every=st.integers(1, 40))
+def test_changes_and_queries_give_the_figures_of_each_open_window_so_far(
+    seed: int, every: int
+) -> None:
+    """Changes (and queries) merge the nested windows of a key along one chain: each
+    must still say what its own window holds."""
+    events = stream(seed, 250, 20_000, late_share=0.02)
+    state = PartitionState(WindowPlan(SPECS, GRACE_MS), 10**9)
+    counted: list[Event] = []
+    for i, event in enumerate(events):
+        if state.offer(keyed(event), received_ms=i) is Outcome.COUNTED:
+            counted.append(event)
+        state.take_finals()
+        if i % every:
+            continue
+        buckets = group_by_window(counted, SPECS)
+        changes = list(state.take_changes())
+        queried = [e for s in ("s-1", "s-2") for e in state.current("subject", s)]
+        assert {(e.key, e.window) for e in queried} >= {(e.key, e.window) for e in changes}
+        for emission in changes + queried:
+            window = emission.window
+            key = (*emission.key, window.spec.type, window.start_ms, window.end_ms)
+            want = expected_figures(buckets[key], window.spec.size_s)
+            assert_matches(figures(emission), want, str(key))
 
 
 BASIC = AGGREGATE_KINDS["basic"]
