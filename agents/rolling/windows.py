@@ -68,26 +68,41 @@ class WindowPlan:
         """True when every window holding this pane has closed (the pane can be dropped)."""
         return self.last_end(pane_ms) + self.grace_ms <= watermark_ms
 
+    def _ends(self, t_ms: int, size: int, step: int) -> range:
+        """The ends of a family's windows holding `t_ms`, ascending (no Window built:
+        closing is computed per key and close, over every pane of the key)."""
+        last = t_ms - t_ms % step + size
+        return range(last - (size - 1 - t_ms % step) // step * step, last + 1, step)
+
     def windows_closing(
         self, panes: Iterable[int], after_ms: int | None, until_ms: int
     ) -> list[Window]:
         """Windows holding any of `panes` whose close time (end + grace) lies in
         `(after_ms, until_ms]`, in close order."""
+        grace = self.grace_ms
         found: set[Window] = set()
         for pane in panes:
-            for window in self.windows_of(pane):
-                close = window.end_ms + self.grace_ms
-                if (after_ms is None or close > after_ms) and close <= until_ms:
-                    found.add(window)
+            for spec, size, step in self._families:
+                for end in self._ends(pane, size, step):
+                    close = end + grace
+                    if (after_ms is None or close > after_ms) and close <= until_ms:
+                        found.add(Window(end, end - size, spec))
         return sorted(found)
 
     def next_close(self, panes: Iterable[int], after_ms: int | None) -> int | None:
         """The earliest close time after `after_ms` of any window holding one of `panes`."""
+        grace = self.grace_ms
         best: int | None = None
         for pane in panes:
-            for window in self.windows_of(pane):
-                close = window.end_ms + self.grace_ms
-                if (after_ms is None or close > after_ms) and (best is None or close < best):
+            for _, size, step in self._families:
+                ends = self._ends(pane, size, step)
+                end = ends[0]
+                if after_ms is not None and end + grace <= after_ms:  # the first end after
+                    if ends[-1] + grace <= after_ms:
+                        continue
+                    end += ((after_ms - grace - end) // step + 1) * step
+                close = end + grace
+                if best is None or close < best:
                     best = close
         return best
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agents.rolling import WindowPlan
+from agents.rolling import Window, WindowPlan
 from streams.durations import WindowSpec, parse_windows
 
 TUMBLING = WindowSpec("tumbling", 60, 60)
@@ -56,3 +58,36 @@ def test_hopping_event_is_not_late_while_a_later_window_is_open() -> None:
         ("hopping", -240_000, 60_000),
         ("tumbling", 0, 60_000),
     ]
+
+
+def brute_closes(plan: WindowPlan, panes: list[int]) -> list[tuple[int, Window]]:
+    """(close, window) of every window holding one of `panes`, from `windows_of`."""
+    return sorted({(w.end_ms + plan.grace_ms, w) for p in panes for w in plan.windows_of(p)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    specs=st.sampled_from(
+        [
+            "tumbling:60s,hopping:300s/60s",
+            "tumbling:90s,hopping:60s/20s",
+            "hopping:120s/30s,tumbling:45s",
+        ]
+    ),
+    grace=st.integers(0, 200_000),
+    panes=st.lists(st.integers(-(10**6), 10**6), min_size=1, max_size=6),
+    after=st.one_of(st.none(), st.integers(-(10**6), 2 * 10**6)),
+    span=st.integers(0, 10**6),
+)
+def test_closing_and_next_close_equal_brute_force(
+    specs: str, grace: int, panes: list[int], after: int | None, span: int
+) -> None:
+    plan = WindowPlan(parse_windows(specs), grace)
+    panes = [plan.pane_of(p) for p in panes]
+    closes = brute_closes(plan, panes)
+    until = (after if after is not None else -(10**6)) + span
+    assert plan.windows_closing(panes, after, until) == sorted(
+        w for c, w in closes if (after is None or c > after) and c <= until
+    )
+    later = [c for c, _ in closes if after is None or c > after]
+    assert plan.next_close(panes, after) == (min(later) if later else None)
