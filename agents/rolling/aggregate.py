@@ -62,7 +62,7 @@ class Summary:
     first_ms: int | None = None
     last_ms: int | None = None
     observers: int | None = None
-    # (observer, count, sum, last ms), by observer; empty when not kept
+    # (observer, count, sum, last ms), by observer; empty when not kept or not asked for
     per_observer: tuple[tuple[str, int, float, int], ...] = ()
 
 
@@ -101,7 +101,9 @@ class PaneAggregate:
     def merge(self, other: Self) -> None:
         raise NotImplementedError
 
-    def finish(self) -> Summary:
+    def finish(self, per_observer: bool = True) -> Summary:
+        """The figures; `per_observer` False leaves `Summary.per_observer` empty (only
+        observer consensus reads it, on finals)."""
         raise NotImplementedError
 
     def to_state(self) -> list[Any]:
@@ -196,7 +198,7 @@ class BasicAggregate(PaneAggregate):
         self.first_ms = min(self.first_ms, other.first_ms)
         self.last_ms = max(self.last_ms, other.last_ms)
 
-    def finish(self) -> Summary:
+    def finish(self, per_observer: bool = True) -> Summary:
         """The figures of this aggregate; it must hold at least one value."""
         return _basic_summary(
             self.count, self.partials, self.min, self.max, self.first_ms, self.last_ms
@@ -344,7 +346,7 @@ class Aggregate(PaneAggregate):
         self.sketch = other.sketch.copy()
         self.basic_only = self.basic_only or other.basic_only
 
-    def finish(self) -> Summary:
+    def finish(self, per_observer: bool = True) -> Summary:
         """The figures of this aggregate; it must hold at least one value."""
         if self.basic_only:
             return self._basic().finish()
@@ -371,7 +373,9 @@ class Aggregate(PaneAggregate):
             observers=len(self.observers),
             per_observer=tuple(
                 sorted((o, int(n), float(v), int(t)) for o, (n, v, t) in self.observers.items())
-            ),
+            )
+            if per_observer
+            else (),
         )
 
     def to_state(self) -> list[Any]:

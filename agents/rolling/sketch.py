@@ -5,6 +5,8 @@ the changelog."""
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from itertools import accumulate
 from typing import Any, Final
 
 from ddsketch.mapping import LogarithmicMapping
@@ -110,22 +112,18 @@ class QuantileSketch:
             if self.count == 0:
                 msg = f"quantiles of a sketch holding {self.count} values"
                 raise ValueError(msg)
-            ranks = [q * (self.count - 1) for q in qs]
+            # The bucket of a rank: the first whose running count (zeros first) exceeds it,
+            # found by bisection over the running counts (no Python loop over the buckets).
+            keys = sorted(self.positive)
+            running = list(accumulate(map(self.positive.__getitem__, keys), initial=self.zero))
             result: list[float] = []
-            running = self.zero
-            keys = iter(sorted(self.positive))
-            key = None
-            for rank in ranks:
+            for q in qs:
+                rank = q * (self.count - 1)
                 if rank < self.zero:
                     result.append(0.0)
                     continue
-                while running <= rank:
-                    key = next(keys, None)
-                    if key is None:
-                        break
-                    running += self.positive[key]
-                last = key if key is not None else max(self.positive)
-                result.append(_bucket_value(last))
+                i = min(bisect_right(running, rank, 1), len(keys))  # running[i] > rank
+                result.append(_bucket_value(keys[i - 1]))
             return tuple(result)
         return tuple(self.quantile(q) for q in qs)
 

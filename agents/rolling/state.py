@@ -230,13 +230,13 @@ class PartitionState:
                     chain = self.aggregates.merged([panes[held[0]]])
                 for p in reversed(parts[:-n]):
                     chain.absorb(panes[p])
-                found[i] = chain.finish()
+                found[i] = chain.finish(per_observer=False)
             elif len(parts) == 1:
                 chain = None
-                found[i] = self._aggregate([panes[parts[0]]]).finish()
+                found[i] = self._aggregate([panes[parts[0]]]).finish(per_observer=False)
             else:
                 chain = self.aggregates.merged([panes[p] for p in parts])
-                found[i] = chain.finish()
+                found[i] = chain.finish(per_observer=False)
             family, held = window.spec, parts
         return [
             (w, summary) for w, summary in zip(windows, found, strict=True) if summary is not None
