@@ -172,10 +172,9 @@ class PartitionState:
 
     def _close(self, key: StateKey, state: _KeyState, watermark_ms: int) -> None:
         plan = self.plan
-        for window in plan.windows_closing(state.panes, state.closed_until, watermark_ms):
-            summary = self._window_summary(state, window)
-            if summary is not None:
-                self._finals.append(Emission(key, window, summary, final=True))
+        closing = plan.windows_closing(state.panes, state.closed_until, watermark_ms)
+        for window, summary in self._summaries(state, closing, per_observer=True):
+            self._finals.append(Emission(key, window, summary, final=True))
         state.closed_until = watermark_ms
         for pane in [p for p in state.panes if plan.pane_expired(p, watermark_ms)]:
             del state.panes[pane]  # also dirty: `take_changes` skips panes gone
@@ -195,15 +194,23 @@ class PartitionState:
         if state.next_close is not None:
             heapq.heappush(self._heap, (state.next_close, key))
 
-    def _window_summary(self, state: _KeyState, window: Window) -> Summary | None:
-        parts = [state.panes[p] for p in self.plan.panes_of(window) if p in state.panes]
-        if not parts:
-            return None
-        return self._aggregate(parts).finish()
+    def _open_windows(self, state: _KeyState, panes: Iterable[int]) -> set[Window]:
+        """The windows holding any of `panes` (present in `state`) that are still open."""
+        watermark, grace = self.watermark, self.plan.grace_ms
+        return {
+            w
+            for pane in panes
+            if pane in state.panes
+            for w in self.plan.windows_of(pane)
+            if watermark is None or w.end_ms + grace > watermark
+        }
 
-    def _summaries(self, state: _KeyState, windows: list[Window]) -> list[tuple[Window, Summary]]:
+    def _summaries(
+        self, state: _KeyState, windows: list[Window], *, per_observer: bool = False
+    ) -> list[tuple[Window, Summary]]:
         """The summaries of a key's `windows` (in their order; windows without a pane are
         left out), merging each pane once per chain rather than once per window.
+        `per_observer`: the per-observer figures too (finals: consensus reads them).
 
         The windows of a family that hold a key's newest pane are nested: taken from the
         latest start back, each holds the panes of the one before plus older ones. So one
@@ -230,13 +237,13 @@ class PartitionState:
                     chain = self.aggregates.merged([panes[held[0]]])
                 for p in reversed(parts[:-n]):
                     chain.absorb(panes[p])
-                found[i] = chain.finish(per_observer=False)
+                found[i] = chain.finish(per_observer)
             elif len(parts) == 1:
                 chain = None
-                found[i] = self._aggregate([panes[parts[0]]]).finish(per_observer=False)
+                found[i] = self._aggregate([panes[parts[0]]]).finish(per_observer)
             else:
                 chain = self.aggregates.merged([panes[p] for p in parts])
-                found[i] = chain.finish(per_observer=False)
+                found[i] = chain.finish(per_observer)
             family, held = window.spec, parts
         return [
             (w, summary) for w, summary in zip(windows, found, strict=True) if summary is not None
@@ -279,20 +286,12 @@ class PartitionState:
         at a time as they are consumed (a flush of 100k keys never holds them all). Consume
         it whole, with no other call on this state in between."""
         dirty, self._dirty = self._dirty, {}
-        watermark = self.watermark
-        grace = self.plan.grace_ms
         for key, touched in dirty.items():
             state = self._keys.get(key)
             if state is None:
                 continue
             panes = touched if isinstance(touched, set) else (touched,)
-            windows = {
-                w
-                for pane in panes
-                if pane in state.panes
-                for w in self.plan.windows_of(pane)
-                if watermark is None or w.end_ms + grace > watermark
-            }
+            windows = self._open_windows(state, panes)
             for window, summary in self._summaries(state, sorted(windows)):
                 yield Emission(key, window, summary, final=False)
 
@@ -302,18 +301,12 @@ class PartitionState:
         """Figures of every open window of an entity (all metrics, or one)."""
         metrics = sorted(self._metrics_of.get((scope, entity), ()))
         result: list[Emission] = []
-        grace, watermark = self.plan.grace_ms, self.watermark
         for name in metrics:
             if metric is not None and name != metric:
                 continue
             key = (scope, entity, name)
             state = self._keys[key]
-            windows = {
-                w
-                for pane in state.panes
-                for w in self.plan.windows_of(pane)
-                if watermark is None or w.end_ms + grace > watermark
-            }
+            windows = self._open_windows(state, state.panes)
             ordered = sorted(windows, key=lambda w: (w.spec.name, w.start_ms))
             for window, summary in self._summaries(state, ordered):
                 result.append(Emission(key, window, summary, final=False))

@@ -48,10 +48,8 @@ class WindowPlan:
     def windows_of(self, t_ms: int) -> Iterator[Window]:
         """Every window, of every family, that holds time `t_ms`."""
         for spec, size, step in self._families:
-            start = t_ms - t_ms % step
-            while start > t_ms - size:
-                yield Window(start + size, start, spec)
-                start -= step
+            for end in reversed(self._ends(t_ms, size, step)):  # latest start first
+                yield Window(end, end - size, spec)
 
     def last_end(self, t_ms: int) -> int:
         """The latest end among the windows holding `t_ms`."""

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from agents.rolling import Window, WindowPlan
 from streams.durations import WindowSpec, parse_windows
+from tests.support.truth import windows_holding
 
 TUMBLING = WindowSpec("tumbling", 60, 60)
 HOPPING = WindowSpec("hopping", 300, 60)
@@ -61,8 +62,16 @@ def test_hopping_event_is_not_late_while_a_later_window_is_open() -> None:
 
 
 def brute_closes(plan: WindowPlan, panes: list[int]) -> list[tuple[int, Window]]:
-    """(close, window) of every window holding one of `panes`, from `windows_of`."""
-    return sorted({(w.end_ms + plan.grace_ms, w) for p in panes for w in plan.windows_of(p)})
+    """(close, window) of every window holding one of `panes`, by brute force over aligned
+    starts (`windows_holding`, independent of the plan's arithmetic)."""
+    specs = {spec.type: spec for spec in plan.specs}
+    return sorted(
+        {
+            (end + plan.grace_ms, Window(end, start, specs[kind]))
+            for p in panes
+            for kind, start, end in windows_holding(p, plan.specs)
+        }
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -85,6 +94,7 @@ def test_closing_and_next_close_equal_brute_force(
     plan = WindowPlan(parse_windows(specs), grace)
     panes = [plan.pane_of(p) for p in panes]
     closes = brute_closes(plan, panes)
+    assert {w for p in panes for w in plan.windows_of(p)} == {w for _, w in closes}
     until = (after if after is not None else -(10**6)) + span
     assert plan.windows_closing(panes, after, until) == sorted(
         w for c, w in closes if (after is None or c > after) and c <= until
