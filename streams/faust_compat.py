@@ -19,20 +19,29 @@ import time
 import types
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any
 
 import faust
 import structlog
 from faust import streams as _faust_streams
 from faust.events import Event
-from faust.types import Message
+from faust.types import TP, Message
 
 from models.codec import right_sized
 
 __all__ = [
     "BatchLane",
     "CommitGate",
+    "Outbound",
     "acking_processed",
     "batch_lane",
     "commit_gate",
@@ -52,6 +61,7 @@ __all__ = [
     "key_partition",
     "never_commit",
     "owned_partitions",
+    "send_batched_caused_by",
     "send_caused_by",
     "set_fetch_max_wait",
     "write_table",
@@ -83,39 +93,56 @@ def writing_partition(app: faust.App, topic: str, partition: int) -> Iterator[No
         _faust_streams._current_event.reset(token)
 
 
-def write_table(
+async def write_table(
     app: faust.App,
     table: Any,
     topic: str,
     partition: int,
     writes: Mapping[bytes, bytes | None],
 ) -> list[Awaitable[Any]]:
-    """Apply `writes` (None deletes) to `table` on changelog partition `partition`; return
-    the changelog deliveries, to be awaited before the work they record is acknowledged.
+    """Apply `writes` (None deletes) to `table` on changelog partition `partition`, caused
+    by work on `topic`/`partition`; return the changelog deliveries, to be awaited before
+    the work they record is acknowledged.
 
     Why not `table[key] = value`: Faust queues the changelog record (`send_soon`) and drops
     its future, and the at-least-once commit drains that queue with `flush_atmost`, which
     gives up after 0.1 s without a send (easily reached while the event loop is busy). An
     offset could then be committed while the state it covers was still queued in memory,
     and a kill -9 lost that state. This does what `Table.on_key_set`/`on_key_del` do (our
-    tables have no TTL) and keeps the futures. Upstream change that would remove it:
-    `table.set(...)` returning the changelog future, or a commit that waits for the buffer.
+    tables have no TTL), sends the records in batches (`send_batched_caused_by`: a flush
+    writes thousands) and keeps the futures; as Faust's `_on_changelog_sent`, a delivered
+    batch's last offset becomes the store's persisted offset (RocksDB resumes recovery
+    there). Upstream change that would remove it: `table.set(...)` returning the changelog
+    future, or a commit that waits for the buffer.
     """
-    deliveries: list[Awaitable[Any]] = []
+    changelog = table.changelog_topic.get_topic_name()
+    records: list[Outbound] = []
     with writing_partition(app, topic, partition):  # a RocksDB store picks its DB by it
         for key, value in writes.items():
             if value is None:
                 if key not in table.data:
                     continue
                 del table.data[key]
-                deliveries.append(
-                    table.send_changelog(partition, key, None, value_serializer="raw")
-                )
             else:
                 value = right_sized(value)  # kept in the table for as long as the key lives
                 table.data[key] = value
-                deliveries.append(table.send_changelog(partition, key, value))
-    return deliveries
+            records.append((changelog, key, value, None))
+
+    def persisted(sent: Any, count: int) -> None:
+        tp = TP(sent.topic, sent.partition)
+        if app.in_transaction:  # on disk once the transaction commits
+            app.tables.persist_offset_on_commit(table.data, tp, sent.offset + count - 1)
+        else:
+            table.data.set_persisted_offset(tp, sent.offset + count - 1)
+
+    return await send_batched_caused_by(
+        app,
+        records,
+        source_topic=topic,
+        source_partition=partition,
+        partition=partition,
+        on_sent=persisted,
+    )
 
 
 async def send_caused_by(
@@ -151,6 +178,81 @@ async def send_caused_by(
         return delivery
     delivery = await app.producer.send(topic, key, value, partition, None, headers)
     return delivery
+
+
+Outbound = tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]
+"""A record to send: topic, key, value (None: a tombstone), headers (None: none)."""
+
+
+async def send_batched_caused_by(
+    app: faust.App,
+    records: Iterable[Outbound],
+    *,
+    source_topic: str,
+    source_partition: int,
+    partition: int | None = None,
+    on_sent: Callable[[Any, int], None] | None = None,
+) -> list[Awaitable[Any]]:
+    """Send `records` as `send_caused_by` would, one by one, but in record batches: one per
+    destination partition (another when one fills up). Returns the batches' delivery
+    futures (await them all to know every record is in Kafka; one fails if its batch
+    does). `partition`: every record goes there (else the key picks it). `on_sent` is
+    called with a delivered batch's metadata (the offset of its first record) and its
+    number of records.
+
+    Why: a record sent alone costs a future, an accumulator lookup and Faust's send
+    wrappers (changelog writes through `send_soon` also a pending-message buffer); a flush
+    sends thousands. The partition is the one a lone send picks (the default partitioner
+    over the key, `key_partition`); records for one partition keep their order. Under
+    `exactly_once` the batches go through the source partition's transactional producer,
+    under its lock, and that transaction is marked as having sent (so
+    `commit_sent_transactions` commits it). Upstream change that would remove it: a batch
+    send in Faust's producer (aiokafka has `create_batch`/`send_batch`).
+    """
+    driver: Any = app.producer
+    lock: asyncio.Lock | None = None
+    if app.in_transaction:
+        group = app.assignor.group_for_topic(source_topic)
+        transactional_id = f"{app.conf.id}-{group}-{source_partition}"
+        producer = driver._transaction_producers.get(transactional_id)
+        if producer is None:
+            msg = f"no transactional producer for {transactional_id}"
+            raise RuntimeError(msg)
+        lock = driver._trn_locks[transactional_id]
+        _sent_in(driver).add(transactional_id)
+    else:
+        producer = driver._ensure_producer()
+    batches: dict[tuple[str, int], Any] = {}
+    deliveries: list[Awaitable[Any]] = []
+
+    async def submit(topic: str, partition: int, batch: Any) -> None:
+        batch.close()  # nothing sent one by one joins it: its records are these alone
+        async with lock or contextlib.nullcontext():
+            delivery = await producer.send_batch(batch, topic, partition=partition)
+        if on_sent is not None:
+            count = batch.record_count()
+            delivery.add_done_callback(
+                lambda d: (
+                    on_sent(d.result(), count)
+                    if not d.cancelled() and d.exception() is None
+                    else None
+                )
+            )
+        deliveries.append(delivery)
+
+    for topic, key, value, headers in records:
+        destination = (topic, key_partition(app, topic, key) if partition is None else partition)
+        batch = batches.get(destination)
+        if batch is None:
+            batch = batches[destination] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None, headers=headers or []) is None:
+            await submit(*destination, batch)  # full: send it, go on in a new one
+            batch = batches[destination] = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None, headers=headers or [])  # fits:
+            # an empty batch takes any record (the broker judges its size, as for one sent alone)
+    for destination, batch in batches.items():
+        await submit(*destination, batch)
+    return deliveries
 
 
 def never_commit(message: Message) -> None:

@@ -13,7 +13,12 @@ import structlog
 from agents.batching import consume_batches
 from agents.observers.book import ObserverBook, ObserverStatus, Score
 from models import ObserverRecord, dumps, from_epoch_ms, utc_now
-from streams.faust_compat import owned_partitions, send_caused_by, write_table
+from streams.faust_compat import (
+    Outbound,
+    owned_partitions,
+    send_batched_caused_by,
+    write_table,
+)
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables
@@ -76,25 +81,29 @@ class ObserverEngine:
             book.mark_stale()
             changed = book.take_changed()
             # Records first, then the state that presumes them (see RollingEngine.flush).
-            deliveries = [
-                await send_caused_by(
-                    self.app,
+            records: list[Outbound] = [
+                (
                     self.observer_topic,
                     observer_id.encode(),
                     dumps(observer_record(observer_id, status, emitted_at)),
-                    source_topic=self.scores_topic,
-                    source_partition=partition,
+                    None,
                 )
                 for observer_id, status in changed.items()
             ]
-            if deliveries:
-                await asyncio.gather(*deliveries)
+            await asyncio.gather(
+                *await send_batched_caused_by(
+                    self.app,
+                    records,
+                    source_topic=self.scores_topic,
+                    source_partition=partition,
+                )
+            )
             writes: dict[bytes, bytes | None] = {
                 f"{partition}|{observer_id}".encode(): status.to_bytes()
                 for observer_id, status in changed.items()
             }
             await asyncio.gather(
-                *write_table(self.app, self.table, self.scores_topic, partition, writes)
+                *await write_table(self.app, self.table, self.scores_topic, partition, writes)
             )
             self.metrics.records_emitted.labels(topic=self.observer_topic).inc(len(changed))
         self.metrics.batch_seconds.labels(agent="observers").observe(time.perf_counter() - started)

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -38,7 +38,7 @@ from streams.faust_compat import (
     key_partition,
     never_commit,
     owned_partitions,
-    send_caused_by,
+    send_batched_caused_by,
     write_table,
 )
 from streams.metrics import Metrics
@@ -361,11 +361,15 @@ class RollingEngine:
         # In slices: a flush of many keys (a backlog, a burst of new keys) holds one slice
         # of records and their futures at a time, not all of them.
         for piece in _slices(outgoing):
-            deliveries = [
-                await self._send(partition, topic, key, value, parent)
+            records = [
+                (topic, key, value, None if parent is None else self._headers(topic, parent))
                 for topic, key, value, parent in piece
             ]
-            await asyncio.gather(*deliveries)
+            await asyncio.gather(
+                *await send_batched_caused_by(
+                    self.app, records, source_topic=self.keyed_topic, source_partition=partition
+                )
+            )
             counts.update(topic for topic, _, _, _ in piece)
             if not self._holds(partition, state):
                 self._drop_unpersisted(partition, state, "revoked while sending")
@@ -451,21 +455,12 @@ class RollingEngine:
         for piece in _slices(writes.items()):
             changed = {(prefix + name).encode(): value for name, value in piece}
             await asyncio.gather(
-                *write_table(self.app, self.table, self.keyed_topic, partition, changed)
+                *await write_table(self.app, self.table, self.keyed_topic, partition, changed)
             )
 
-    async def _send(
-        self, partition: int, topic: str, key: bytes, value: bytes, parent: Context | None
-    ) -> Awaitable[Any]:
-        if parent is None:
-            return await send_caused_by(
-                self.app,
-                topic,
-                key,
-                value,
-                source_topic=self.keyed_topic,
-                source_partition=partition,
-            )
+    def _headers(self, topic: str, parent: Context) -> list[tuple[str, bytes]]:
+        """The headers of a record caused by traced input: the `traceparent` of a producer
+        span that continues `parent`."""
         name = (
             "insights.rolling publish"
             if topic == self.rolling_topic
@@ -474,15 +469,7 @@ class RollingEngine:
         with self.tracing.span(
             name, parent=parent, kind=SpanKind.PRODUCER, topic=topic, operation="publish"
         ):
-            return await send_caused_by(
-                self.app,
-                topic,
-                key,
-                value,
-                source_topic=self.keyed_topic,
-                source_partition=partition,
-                headers=current_headers(),
-            )
+            return current_headers()
 
     async def _dead_letter_late(
         self, partition: int, record: KeyedObservation, state: PartitionState

@@ -14,7 +14,7 @@ import pytest
 from faust.tables.base import Collection
 from faust.types import TP
 
-from streams.faust_compat import write_table, writing_partition
+from streams.faust_compat import writing_partition
 
 
 @pytest.fixture
@@ -81,21 +81,6 @@ def test_the_commit_flush_gives_up_on_a_stalled_buffer() -> None:
     source = inspect.getsource(ProducerBuffer.flush_atmost)
     assert "timeout=0.1" in source
     assert "return flushed_messages" in source
-
-
-def test_write_table_returns_the_changelog_deliveries(
-    app: faust.App, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    table = app.Table("pin", key_type=bytes, value_type=bytes)
-    sent = _record_changelog(monkeypatch, table, lambda key: ("delivery", key))
-    table.data[b"old"] = b"x"
-    deliveries = write_table(
-        app, table, "keyed", 2, {b"k": b"v", b"old": None, b"never-there": None}
-    )
-    assert sent == [(2, b"k", b"v"), (2, b"old", None)]
-    assert deliveries == [("delivery", b"k"), ("delivery", b"old")]
-    assert table.data[b"k"] == b"v"
-    assert b"old" not in table.data
 
 
 def test_the_fetch_loop_call_the_fast_path_relies_on() -> None:

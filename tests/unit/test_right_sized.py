@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tracemalloc
 
 import faust
@@ -10,6 +11,7 @@ import pytest
 
 from models.codec import right_sized
 from streams.faust_compat import write_table
+from tests.support.batches import RecordingProducer
 
 
 def traced_bytes(make: object) -> int:
@@ -38,15 +40,15 @@ def test_right_sized_values_occupy_about_their_length() -> None:
 def test_write_table_keeps_right_sized_copies(monkeypatch: pytest.MonkeyPatch) -> None:
     app = faust.App("pin-right-sized", broker="kafka://127.0.0.1:1", autodiscover=False)
     table = app.Table("pin", key_type=bytes, value_type=bytes)
-    sent: list[bytes] = []
-    monkeypatch.setattr(table, "send_changelog", lambda p, k, v, *a, **kw: sent.append(v))
+    producer = RecordingProducer()
+    monkeypatch.setattr(app.producer, "_ensure_producer", lambda: producer)
     value = orjson.dumps({"count": 3})
 
-    write_table(app, table, "keyed", 0, {b"k": value})
+    asyncio.run(write_table(app, table, "keyed", 0, {b"k": value}))
 
     assert table.data[b"k"] == value
     assert table.data[b"k"] is not value  # the kept copy, not orjson's buffer
-    assert sent == [value]
+    assert [b.records for b in producer.batches] == [[(b"k", value, [])]]
 
 
 def test_a_flush_of_many_keys_holds_its_writes_in_buffers_of_their_own_size() -> None:
