@@ -50,6 +50,25 @@ def test_an_event_is_late_when_its_last_window_closed(watermark: int | None, lat
     assert plan.is_late(59_999, watermark) is late
 
 
+@pytest.mark.parametrize(
+    "specs", ["tumbling:60s", "tumbling:60s,hopping:300s/60s", "hopping:90s/30s"]
+)
+@pytest.mark.parametrize("grace_s", [0, 1, 30])
+def test_late_means_every_window_holding_the_time_has_closed(specs: str, grace_s: int) -> None:
+    # Every time around the window edges of 10 minutes (each second, ±1 ms) against
+    # watermarks from just behind it to 7 minutes ahead.
+    plan = WindowPlan(parse_windows(specs), grace_s * 1000)
+    times = [s * 1000 + d for s in range(0, 600, 3) for d in (-1, 0, 1)]
+    aheads = [s * 1000 + d for s in range(-1, 420, 3) for d in (-1, 0, 1)]
+    for t in times:
+        ends = [end for _, _, end in windows_holding(t, plan.specs)]
+        assert not plan.is_late(t, None)
+        for ahead in aheads:
+            watermark = t + ahead
+            late = all(end + plan.grace_ms <= watermark for end in ends)
+            assert plan.is_late(t, watermark) is late, (t, watermark)
+
+
 def test_hopping_event_is_not_late_while_a_later_window_is_open() -> None:
     plan = WindowPlan([TUMBLING, HOPPING], 0)
     # At watermark 100s the windows ending at 60s have closed; hopping [0, 300s) has not.
