@@ -24,6 +24,8 @@ __all__ = ["Emission", "Outcome", "PartitionState", "StateKey"]
 StateKey = tuple[str, str, str]  # (scope, entity, metric)
 LatestKey = tuple[str, str, str, str]  # (scope, entity, metric, window family name)
 Pane = PaneAggregate | OneValue  # one value is kept as it (memory), more as an aggregate
+# closing windows, expired panes, next close (`PartitionState._close_plan`)
+_ClosePlan = tuple[list[Window], list[int], int | None]
 
 # How long the latest final of a window family stays queryable after its window ended
 # (event time): a subject that went quiet still answers for a day.
@@ -163,20 +165,36 @@ class PartitionState:
         self.watermark = watermark_ms
         self._watermark_changed = True
         heap = self._heap
+        plans: dict[tuple[tuple[int, ...], int], _ClosePlan] = {}
         while heap and heap[0][0] <= watermark_ms:
             close, key = heapq.heappop(heap)
             state = self._keys.get(key)
             if state is None or state.next_close != close:
                 continue  # stale heap entry
-            self._close(key, state, watermark_ms)
+            self._close(key, state, close, watermark_ms, plans)
 
-    def _close(self, key: StateKey, state: _KeyState, watermark_ms: int) -> None:
-        plan = self.plan
-        closing = plan.windows_closing(state.panes, state.closed_until, watermark_ms)
+    def _close(
+        self,
+        key: StateKey,
+        state: _KeyState,
+        due: int,
+        watermark_ms: int,
+        plans: dict[tuple[tuple[int, ...], int], _ClosePlan],
+    ) -> None:
+        """Emit the finals of a key's windows the watermark passed, drop the panes no open
+        window holds, and schedule its next close (`due`: the one now reached). What closes
+        follows from the key's panes and `due` alone (no window of its panes closes between
+        its last close and `due`): keys with the same ones (most, at one watermark: windows
+        are aligned) share one `_ClosePlan`, from `plans`."""
+        shape = (tuple(state.panes), due)
+        close_plan = plans.get(shape)
+        if close_plan is None:
+            close_plan = plans[shape] = self._close_plan(shape[0], due, watermark_ms)
+        closing, expired, next_close = close_plan
         for window, summary in self._summaries(state, closing, per_observer=True):
             self._finals.append(Emission(key, window, summary, final=True))
         state.closed_until = watermark_ms
-        for pane in [p for p in state.panes if plan.pane_expired(p, watermark_ms)]:
+        for pane in expired:
             del state.panes[pane]  # also dirty: `take_changes` skips panes gone
         if not state.panes:
             del self._keys[key]
@@ -190,9 +208,18 @@ class PartitionState:
             self._removed.add(key)
             return
         self._changed.add(key)
-        state.next_close = plan.next_close(state.panes, watermark_ms)
-        if state.next_close is not None:
-            heapq.heappush(self._heap, (state.next_close, key))
+        state.next_close = next_close
+        if next_close is not None:
+            heapq.heappush(self._heap, (next_close, key))
+
+    def _close_plan(self, panes: tuple[int, ...], due: int, watermark_ms: int) -> _ClosePlan:
+        """For a key holding `panes` whose next close is `due`: the windows that close by
+        `watermark_ms`, the panes then expired, the next close of the panes left."""
+        plan = self.plan
+        closing = plan.windows_closing(panes, due - 1, watermark_ms)
+        expired = [p for p in panes if plan.pane_expired(p, watermark_ms)]
+        left = [p for p in panes if p not in expired]
+        return closing, expired, plan.next_close(left, watermark_ms) if left else None
 
     def _open_windows(self, state: _KeyState, panes: Iterable[int]) -> set[Window]:
         """The windows holding any of `panes` (present in `state`) that are still open."""

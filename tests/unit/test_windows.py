@@ -120,3 +120,10 @@ def test_closing_and_next_close_equal_brute_force(
     )
     later = [c for c, _ in closes if after is None or c > after]
     assert plan.next_close(panes, after) == (min(later) if later else None)
+    # What `PartitionState._close` relies on to share one close plan among keys: from the
+    # last close on, the windows closing by `until` are those from the next close on.
+    due = plan.next_close(panes, after)
+    if due is not None:
+        assert plan.windows_closing(panes, due - 1, until) == plan.windows_closing(
+            panes, after, until
+        )
