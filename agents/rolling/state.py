@@ -221,13 +221,12 @@ class PartitionState:
         left = [p for p in panes if p not in expired]
         return closing, expired, plan.next_close(left, watermark_ms) if left else None
 
-    def _open_windows(self, state: _KeyState, panes: Iterable[int]) -> set[Window]:
-        """The windows holding any of `panes` (present in `state`) that are still open."""
+    def _open_windows(self, panes: Iterable[int]) -> set[Window]:
+        """The windows holding any of `panes` that are still open."""
         watermark, grace = self.watermark, self.plan.grace_ms
         return {
             w
             for pane in panes
-            if pane in state.panes
             for w in self.plan.windows_of(pane)
             if watermark is None or w.end_ms + grace > watermark
         }
@@ -313,13 +312,20 @@ class PartitionState:
         at a time as they are consumed (a flush of 100k keys never holds them all). Consume
         it whole, with no other call on this state in between."""
         dirty, self._dirty = self._dirty, {}
+        # Keys touched in the same panes have the same open windows (windows are aligned).
+        open_windows: dict[tuple[int, ...], list[Window]] = {}
         for key, touched in dirty.items():
             state = self._keys.get(key)
             if state is None:
                 continue
-            panes = touched if isinstance(touched, set) else (touched,)
-            windows = self._open_windows(state, panes)
-            for window, summary in self._summaries(state, sorted(windows)):
+            if isinstance(touched, set):
+                panes = tuple(sorted(p for p in touched if p in state.panes))
+            else:
+                panes = (touched,) if touched in state.panes else ()
+            windows = open_windows.get(panes)
+            if windows is None:
+                windows = open_windows[panes] = sorted(self._open_windows(panes))
+            for window, summary in self._summaries(state, windows):
                 yield Emission(key, window, summary, final=False)
 
     # -- queries -----------------------------------------------------------------------
@@ -333,7 +339,7 @@ class PartitionState:
                 continue
             key = (scope, entity, name)
             state = self._keys[key]
-            windows = self._open_windows(state, state.panes)
+            windows = self._open_windows(state.panes)
             ordered = sorted(windows, key=lambda w: (w.spec.name, w.start_ms))
             for window, summary in self._summaries(state, ordered):
                 result.append(Emission(key, window, summary, final=False))
