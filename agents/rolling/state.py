@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -46,11 +46,11 @@ class Outcome(Enum):
     LATE = "late"
 
 
-@dataclass(frozen=True, slots=True)
-class Emission:
+class Emission(NamedTuple):
     """One window result to publish: current (final=False) or at close (final=True).
 
     The summary is taken when the emission is made, so later events cannot change it.
+    (A named tuple, as `Summary`: one per record sent.)
     """
 
     key: StateKey

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from dataclasses import replace
 
 import orjson
 import pytest
@@ -223,7 +222,7 @@ def test_one_value_stands_for_the_aggregate_of_it(
     # instead of Chan's merge: equal to rounding).
     others = build(rows) if kind is Aggregate else build_basic(rows)
     a, b = kind.merged([others, one]).finish(), kind.merged([others, added]).finish()
-    assert replace(a, mean=0.0, stddev=None) == replace(b, mean=0.0, stddev=None)
+    assert a._replace(mean=0.0, stddev=None) == b._replace(mean=0.0, stddev=None)
     assert a.mean == pytest.approx(b.mean, rel=1e-9, abs=1e-6)
     assert (a.stddev is None) == (b.stddev is None)
     if a.stddev is not None:
