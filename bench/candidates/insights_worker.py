@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import atexit
 import cProfile
+import gc
 import os
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from progress import Progress
 import streams.cli
 from agents.ingest import Ingest
 from agents.rolling.agent import RollingEngine
+from agents.rolling.state import PartitionState
 from streams.cli import main
 from streams.settings import load_settings
 
@@ -45,8 +48,56 @@ def _observe(self: RollingEngine, sources_ms: list[int]) -> None:
     progress.add(len(sources_ms))
 
 
+def _counting(name: str, method: Any, size: Any = len) -> Any:
+    """`method`, adding the size of what it returns to `progress.counters[name]`."""
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        result = method(*args, **kwargs)
+        progress.counters[name] = progress.counters.get(name, 0) + size(result)
+        return result
+
+    return counted
+
+
+def _count_yielded(name: str, method: Any) -> Any:
+    """`method` (a generator), counting what it yields into `progress.counters[name]`."""
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        for item in method(*args, **kwargs):
+            progress.counters[name] = progress.counters.get(name, 0) + 1
+            yield item
+
+    return counted
+
+
 Ingest.process = _ingest  # type: ignore[method-assign]
 RollingEngine._observe_latency = _observe  # type: ignore[method-assign]
+# Work per run, for comparing runs (the JSON has them per process): changes and finals
+# made, changelog writes, folds.
+PartitionState.take_changes = _count_yielded("changes", PartitionState.take_changes)  # type: ignore[method-assign]
+PartitionState.take_finals = _counting("finals", PartitionState.take_finals)  # type: ignore[method-assign]
+PartitionState.take_persist = _counting(  # type: ignore[method-assign]
+    "changelog_writes", PartitionState.take_persist, lambda result: len(result[0])
+)
+_gc_started: list[float] = []
+
+
+def _time_collections(phase: str, info: dict[str, int]) -> None:
+    """Collector runs and their milliseconds per generation, into `progress.counters`."""
+    if phase == "start":
+        _gc_started[:] = [time.perf_counter()]
+        return
+    if progress.first is None or not _gc_started:
+        return  # start-up: not part of the run
+    generation = info["generation"]
+    ms = (time.perf_counter() - _gc_started[0]) * 1000
+    counters = progress.counters
+    counters[f"gc{generation}"] = counters.get(f"gc{generation}", 0) + 1
+    counters[f"gc{generation}_ms"] = counters.get(f"gc{generation}_ms", 0) + round(ms)
+
+
+gc.callbacks.append(_time_collections)
+RollingEngine.fold = _counting("folds", RollingEngine.fold, lambda result: 1)  # type: ignore[method-assign]
 
 # Work-around: with INSIGHTS_WINDOWS in the process environment, pydantic-settings' own
 # environment source JSON-decodes it (the field is a tuple) and fails on `tumbling:60s`.

@@ -30,6 +30,7 @@ class Progress:
         self.first: float | None = None
         self.last: float | None = None
         self.cpu_first: float | None = None
+        self.counters: dict[str, int] = {}  # what a candidate chooses to count (in the JSON)
         if path:
             threading.Thread(target=self._loop, name="bench-progress", daemon=True).start()
 
@@ -60,6 +61,7 @@ class Progress:
             "cpu": time.process_time(),
             "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "at": time.time(),
+            "counters": dict(self.counters),
         }
 
     def write(self) -> None:
