@@ -89,9 +89,14 @@ class Ingest:
                     offset=message.offset,
                 ):
                     headers = current_headers()
-                    valid += await self._handle(message, envelopes, local, headers)
-            else:
-                valid += await self._handle(message, envelopes, local, None)
+                    failure = self._route(message, envelopes, local, headers)
+                    if failure is not None:
+                        await self._dead_letter(message, failure, headers)
+            else:  # per event: no coroutine unless it is a dead letter
+                failure = self._route(message, envelopes, local, None)
+                if failure is not None:
+                    await self._dead_letter(message, failure, None)
+            valid += failure is None
         defer = on_done is not None
         if local and self.local is not None:
             received_ms = int(time.time() * 1000)
@@ -119,13 +124,15 @@ class Ingest:
             if folder is None or not folder.when_durable(records[0].partition, on_done):
                 on_done()
 
-    async def _handle(
+    def _route(
         self,
         message: Any,
         envelopes: dict[tuple[int, int], Traced],
         local: dict[int, Traced] | None,
         headers: Headers | None,
-    ) -> int:
+    ) -> DecodeError | None:
+        """Decode a message and file its keyed records (to fold here, or to send to their
+        keyed partition); the DecodeError, with the dead-letter reason, if it is unusable."""
         source = message.partition
         try:
             records = decode_keyed(
@@ -136,10 +143,7 @@ class Ingest:
                 timestamp_ms=message.timestamp,
             )
         except DecodeError as exc:
-            await self.sink.send(
-                message, exc.reason, exc.errors, headers=headers, event_id=exc.event_id
-            )
-            return 0
+            return exc
         traceparent = dict(headers).get("traceparent") if headers else None
         trace = traceparent.decode() if traceparent else None
         for record in records:
@@ -148,7 +152,14 @@ class Ingest:
                 local.setdefault(source, []).append((record, trace))
             else:
                 envelopes.setdefault((source, destination), []).append((record, trace))
-        return 1
+        return None
+
+    async def _dead_letter(
+        self, message: Any, failure: DecodeError, headers: Headers | None
+    ) -> None:
+        await self.sink.send(
+            message, failure.reason, failure.errors, headers=headers, event_id=failure.event_id
+        )
 
 
 def attach_ingest(
