@@ -111,12 +111,12 @@ def _fast(
     ):
         return None
     attributes = doc.get("attributes")
-    if attributes is not None and not (
-        type(attributes) is dict
-        and len(attributes) <= MAX_ATTRIBUTES
-        and all(type(k) is str and type(v) is str for k, v in attributes.items())
-    ):
-        return None
+    if attributes is not None:
+        if type(attributes) is not dict or len(attributes) > MAX_ATTRIBUTES:
+            return None
+        for name, text in attributes.items():  # a loop: no generator per event
+            if type(name) is not str or type(text) is not str:
+                return None
     version = doc.get("schema_version", SCHEMA_VERSION)
     if type(version) is not int or version != SCHEMA_VERSION:
         return None
