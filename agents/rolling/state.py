@@ -165,6 +165,8 @@ class PartitionState:
         self.watermark = watermark_ms
         self._watermark_changed = True
         heap = self._heap
+        if not heap or heap[0][0] > watermark_ms:
+            return  # nothing closes (per in-order event: no more work)
         plans: dict[tuple[tuple[int, ...], int], _ClosePlan] = {}
         while heap and heap[0][0] <= watermark_ms:
             close, key = heapq.heappop(heap)
