@@ -170,14 +170,19 @@ async def send_caused_by(
     """
     if app.in_transaction:
         manager: Any = app.consumer.transactions
-        group = app.assignor.group_for_topic(source_topic)
-        transactional_id = f"{app.conf.id}-{group}-{source_partition}"
+        transactional_id = _transactional_id(app, source_topic, source_partition)
         delivery: Awaitable[Any] = await manager.producer.send(
             topic, key, value, partition, None, headers, transactional_id=transactional_id
         )
         return delivery
     delivery = await app.producer.send(topic, key, value, partition, None, headers)
     return delivery
+
+
+def _transactional_id(app: faust.App, source_topic: str, source_partition: int) -> str:
+    """The transactional id of the producer of work on a source partition (Faust's
+    `{app id}-{topic group}-{partition}`)."""
+    return f"{app.conf.id}-{app.assignor.group_for_topic(source_topic)}-{source_partition}"
 
 
 Outbound = tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]
@@ -211,15 +216,14 @@ async def send_batched_caused_by(
     """
     driver: Any = app.producer
     lock: asyncio.Lock | None = None
+    transactional_id: str | None = None
     if app.in_transaction:
-        group = app.assignor.group_for_topic(source_topic)
-        transactional_id = f"{app.conf.id}-{group}-{source_partition}"
+        transactional_id = _transactional_id(app, source_topic, source_partition)
         producer = driver._transaction_producers.get(transactional_id)
         if producer is None:
             msg = f"no transactional producer for {transactional_id}"
             raise RuntimeError(msg)
         lock = driver._trn_locks[transactional_id]
-        _sent_in(driver).add(transactional_id)
     else:
         producer = driver._ensure_producer()
     batches: dict[tuple[str, int], Any] = {}
@@ -227,6 +231,8 @@ async def send_batched_caused_by(
 
     async def submit(topic: str, partition: int, batch: Any) -> None:
         batch.close()  # nothing sent one by one joins it: its records are these alone
+        if transactional_id is not None:
+            _sent_in(driver).add(transactional_id)  # its transaction now holds records
         async with lock or contextlib.nullcontext():
             delivery = await producer.send_batch(batch, topic, partition=partition)
         if on_sent is not None:
