@@ -3,7 +3,7 @@
 from models.anomaly import Anomaly, Severity
 from models.codec import DecodeError, decode_observation, dumps, loads_model
 from models.deadletter import DeadLetter, DeadLetterReason, FieldError, encode_bytes
-from models.insights import RollingInsight, WindowInfo, WindowType, window_json
+from models.insights import RollingInsight, WindowInfo, WindowType, window_fragment, window_json
 from models.observation import SCHEMA_VERSION, Observation
 from models.observers import ConsensusRecord, ObserverRecord, ObserverScore
 from models.timefmt import (
@@ -42,5 +42,6 @@ __all__ = [
     "to_epoch_ms",
     "utc_ms",
     "utc_now",
+    "window_fragment",
     "window_json",
 ]

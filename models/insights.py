@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 from models.timefmt import UtcDatetime, utc_ms
 
-__all__ = ["RollingInsight", "WindowInfo", "WindowType", "window_json"]
+__all__ = ["RollingInsight", "WindowInfo", "WindowType", "window_fragment", "window_json"]
 
 WindowType = Literal["tumbling", "hopping"]
 
@@ -69,3 +71,12 @@ def window_json(
         "start": utc_ms(start_ms),
         "end": utc_ms(end_ms),
     }
+
+
+@lru_cache(maxsize=4096)
+def window_fragment(
+    window_type: str, size_s: int, step_s: int, start_ms: int, end_ms: int
+) -> orjson.Fragment:
+    """`window_json` rendered once per window and reused in records (`orjson.Fragment`): a
+    flush sends one record per key for each window (a few per family are live)."""
+    return orjson.Fragment(orjson.dumps(window_json(window_type, size_s, step_s, start_ms, end_ms)))

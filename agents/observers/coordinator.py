@@ -10,7 +10,7 @@ import orjson
 
 from agents.observers.book import Score
 from agents.observers.consensus import consensus_of
-from models import stamp_utc, window_json
+from models import stamp_utc, window_fragment
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -48,7 +48,7 @@ class Coordinator:
             "kind": "consensus",
             "subject_id": subject,
             "metric": metric,
-            "window": window_json(
+            "window": window_fragment(
                 spec.type, spec.size_s, spec.step_s, window.start_ms, window.end_ms
             ),
             "consensus": float(result.consensus),

@@ -2,38 +2,20 @@
 
 On the hot path: the record is rendered straight to JSON, field for field as the
 `RollingInsight` model would dump it (a unit test holds the two equal), without building
-and validating a pydantic model per record. The `window` object is rendered once per
-window and reused (`orjson.Fragment`): a flush sends one record per key for each window.
+and validating a pydantic model per record; the `window` object is rendered once per
+window (`window_fragment`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
 
 import orjson
 
 from agents.rolling.state import Emission
-from models import stamp_utc, utc_ms, window_json
+from models import stamp_utc, utc_ms, window_fragment
 
 __all__ = ["insight_record"]
-
-_WINDOWS_KEPT: Final = 4096  # rendered windows remembered (a few per family are live)
-_windows: dict[tuple[str, int, int, int, int], orjson.Fragment] = {}
-
-
-def _window_fragment(
-    window_type: str, size_s: int, step_s: int, start: int, end: int
-) -> orjson.Fragment:
-    key = (window_type, size_s, step_s, start, end)
-    fragment = _windows.get(key)
-    if fragment is None:
-        if len(_windows) >= _WINDOWS_KEPT:
-            _windows.clear()
-        fragment = _windows[key] = orjson.Fragment(
-            orjson.dumps(window_json(window_type, size_s, step_s, start, end))
-        )
-    return fragment
 
 
 def insight_record(emission: Emission, emitted_at: datetime) -> tuple[bytes, bytes]:
@@ -49,7 +31,7 @@ def insight_record(emission: Emission, emitted_at: datetime) -> tuple[bytes, byt
         "subject_id": entity if subject else None,
         "group_id": None if subject else entity,
         "metric": metric,
-        "window": _window_fragment(
+        "window": window_fragment(
             spec.type, spec.size_s, spec.step_s, window.start_ms, window.end_ms
         ),
         "final": emission.final,
