@@ -11,7 +11,7 @@ import faust
 import structlog
 
 from agents.batching import consume_batches
-from agents.observers.book import ObserverBook, ObserverStatus, Score
+from agents.observers.book import ObserverBook, ObserverStatus, decode_scores
 from models import ObserverRecord, dumps, from_epoch_ms, utc_now
 from streams.faust_compat import (
     Outbound,
@@ -75,7 +75,8 @@ class ObserverEngine:
             book = touched.get(message.partition)
             if book is None:
                 book = touched[message.partition] = self.book_for(message.partition)
-            book.score(Score.from_bytes(message.value))
+            for score in decode_scores(message.value):
+                book.score(score)
         emitted_at = utc_now()
         for partition, book in touched.items():
             book.mark_stale()

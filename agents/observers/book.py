@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import orjson
 
-__all__ = ["ObserverBook", "ObserverStatus", "Score"]
+__all__ = [
+    "SCORES_PER_RECORD",
+    "ObserverBook",
+    "ObserverStatus",
+    "Score",
+    "ScoreRow",
+    "decode_scores",
+    "encode_scores",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """One observer's standing in one scored window (the internal record between agents)."""
+    """One observer's standing in one scored window."""
 
     observer_id: str
     deviation: float
@@ -20,21 +30,26 @@ class Score:
     window_size_ms: int
     last_seen_ms: int
 
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            [
-                self.observer_id,
-                self.deviation,
-                self.outlier,
-                self.window_end_ms,
-                self.window_size_ms,
-                self.last_seen_ms,
-            ]
-        )
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Score:
-        return cls(*orjson.loads(raw))
+# A `Score` on the observer-scores topic (the internal record between the agents): its
+# fields in order. A record holds the rows of one observer from one flush, oldest first
+# (`encode_scores`): one record per observer per flush instead of one per scored window.
+ScoreRow = tuple[str, float, bool, int, int, int]
+SCORES_PER_RECORD: Final = 1000  # rows per record: ~70 KB, far below a broker's 1 MiB
+
+
+def encode_scores(rows: Sequence[ScoreRow]) -> bytes:
+    """One observer-scores record of `rows` (at most `SCORES_PER_RECORD`)."""
+    return orjson.dumps(rows)
+
+
+def decode_scores(raw: bytes) -> list[Score]:
+    """The scores of one record, in order; also a lone row, as records were written up to
+    2026-12-05 (one per scored window), so a rolling upgrade reads what is in flight."""
+    value = orjson.loads(raw)
+    if value and not isinstance(value[0], list):
+        value = [value]
+    return [Score(*row) for row in value]
 
 
 @dataclass(slots=True)

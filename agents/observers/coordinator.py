@@ -1,14 +1,16 @@
 """The coordinator step: on each closed subject window with two or more observers, publish
-the consensus and hand each observer's standing to the observer agent (keyed by observer)."""
+the consensus and hand each observer's standings to the observer agent (keyed by observer,
+one record per observer per flush)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from agents.observers.book import Score
+from agents.observers.book import SCORES_PER_RECORD, ScoreRow, encode_scores
 from agents.observers.consensus import consensus_of
 from models import stamp_utc, window_fragment
 from streams.settings import Settings
@@ -31,14 +33,18 @@ class Coordinator:
         self.primary = settings.windows[0]
         self.threshold = settings.outlier_threshold
 
-    def judge(self, final: Emission, emitted_at: datetime) -> list[tuple[str, bytes, bytes, Any]]:
-        """(topic, key, value, trace parent) records for one final; empty when not scored."""
+    def judge(
+        self, final: Emission, emitted_at: datetime, scores: dict[str, list[ScoreRow]]
+    ) -> tuple[str, bytes, bytes, Any] | None:
+        """The consensus record (topic, key, value, trace parent) of one final, None when it
+        has none; its observers' scores (primary family only) go into `scores`, by observer,
+        for `score_records` to send once per flush."""
         scope, subject, metric = final.key
         if scope != "subject":
-            return []
+            return None
         result = consensus_of(final.summary.per_observer, self.threshold)
         if result is None:
-            return []
+            return None
         window = final.window
         spec = window.spec
         # Rendered straight to JSON, field for field as `ConsensusRecord` dumps it (a unit
@@ -51,34 +57,38 @@ class Coordinator:
             "window": window_fragment(
                 spec.type, spec.size_s, spec.step_s, window.start_ms, window.end_ms
             ),
-            "consensus": float(result.consensus),
-            "spread": float(result.spread),
+            "consensus": result.consensus,
+            "spread": result.spread,
             "observers": [
                 {
                     "observer_id": s.observer_id,
-                    "mean": float(s.mean),
-                    "count": int(s.count),
-                    "deviation": float(s.deviation),
-                    "outlier": bool(s.outlier),
+                    "mean": s.mean,
+                    "count": s.count,
+                    "deviation": s.deviation,
+                    "outlier": s.outlier,
                 }
                 for s in result.standings
             ],
             "emitted_at": stamp_utc(emitted_at),
         }
-        out: list[tuple[str, bytes, bytes, Any]] = [
-            (self.observer_topic, subject.encode(), orjson.dumps(record), None)
-        ]
-        if window.spec == self.primary:
-            for standing in result.standings:
-                score = Score(
-                    standing.observer_id,
-                    standing.deviation,
-                    standing.outlier,
-                    window.end_ms,
-                    window.size_ms,
-                    standing.last_seen_ms,
-                )
-                out.append(
-                    (self.scores_topic, standing.observer_id.encode(), score.to_bytes(), None)
-                )
-        return out
+        if spec == self.primary:
+            end_ms, size_ms = window.end_ms, window.size_ms
+            for s in result.standings:
+                row = (s.observer_id, s.deviation, s.outlier, end_ms, size_ms, s.last_seen_ms)
+                rows = scores.get(s.observer_id)
+                if rows is None:
+                    scores[s.observer_id] = [row]
+                else:
+                    rows.append(row)
+        return self.observer_topic, subject.encode(), orjson.dumps(record), None
+
+    def score_records(
+        self, scores: dict[str, list[ScoreRow]]
+    ) -> Iterator[tuple[str, bytes, bytes, Any]]:
+        """The observer-scores records of one flush: per observer, its rows in order, in
+        records of up to `SCORES_PER_RECORD` (keyed by observer: one owner folds them)."""
+        for observer_id, rows in scores.items():
+            key = observer_id.encode()
+            for start in range(0, len(rows), SCORES_PER_RECORD):
+                value = encode_scores(rows[start : start + SCORES_PER_RECORD])
+                yield self.scores_topic, key, value, None

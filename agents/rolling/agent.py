@@ -26,6 +26,7 @@ from opentelemetry.trace import SpanKind
 from agents.anomaly import AnomalyConfig, anomaly_record
 from agents.batching import consume_batches
 from agents.deadletters import DeadLetterSink
+from agents.observers.book import ScoreRow
 from agents.observers.coordinator import Coordinator
 from agents.rolling.aggregate import AGGREGATE_KINDS
 from agents.rolling.records import insight_record
@@ -419,7 +420,7 @@ class RollingEngine:
         parents: dict[StateKey, Context],
     ) -> Iterator[_Outgoing]:
         """The records of one flush, made as they are consumed: finals, due changes,
-        anomalies, then the consensus of the closed windows."""
+        anomalies, the consensus of the closed windows, then their observers' scores."""
         for emission in finals:
             key, value = insight_record(emission, emitted_at)
             state.record_final(
@@ -442,9 +443,13 @@ class RollingEngine:
             parent = parents.get(("subject", detection.subject_id, detection.metric))
             self.metrics.anomalies.labels(severity=detection.severity).inc()
             yield self.anomaly_topic, key, value, parent
+        scores: dict[str, list[ScoreRow]] = {}
         for emission in finals:
             parents.pop(emission.key, None)
-            yield from self.coordinator.judge(emission, emitted_at)
+            consensus = self.coordinator.judge(emission, emitted_at, scores)
+            if consensus is not None:
+                yield consensus
+        yield from self.coordinator.score_records(scores)
 
     async def _persist(self, partition: int, state: PartitionState) -> None:
         """Write the state the flush changed; return once the changelog has it."""

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agents.observers import ScoreRow
 from agents.rolling import Aggregate, BasicAggregate, Emission, WindowPlan
 from agents.rolling.records import insight_record
 from models import RollingInsight, dumps, utc_ms, utc_now
@@ -72,16 +73,38 @@ def test_rendered_consensus_equals_the_models_dump() -> None:
     for i, value in enumerate([20.9, 21.3, 22.0, 35.5, 21.0, 21]):
         agg.add(value, 1_795_780_803_120 + i * 1001, f"e{i}", f"o{i % 3}")
     now = utc_now()
-    window = next(iter(plan.windows_of(1_795_780_803_120)))
-    emission = Emission(("subject", "s-17", "temp"), window, agg.finish(), final=True)
+    last_seen = {f"o{i % 3}": 1_795_780_803_120 + i * 1001 for i in range(6)}
+    families = set()
+    for window in plan.windows_of(1_795_780_803_120):
+        emission = Emission(("subject", "s-17", "temp"), window, agg.finish(), final=True)
+        scores: dict[str, list[ScoreRow]] = {}
 
-    records = coordinator.judge(emission, now)
+        record = coordinator.judge(emission, now, scores)
 
-    topic, key, value, _ = records[0]
-    assert (topic, key) == (settings.observer_topic, b"s-17")
-    model = ConsensusRecord.model_validate_json(value)
-    assert orjson.loads(dumps(model)) == orjson.loads(value)
-    assert len(model.observers) == 3
+        assert record is not None
+        topic, key, value, _ = record
+        assert (topic, key) == (settings.observer_topic, b"s-17")
+        model = ConsensusRecord.model_validate_json(value)
+        assert orjson.loads(dumps(model)) == orjson.loads(value)
+        assert len(model.observers) == 3
+        # Scored from the primary family only: each observer's standing, by observer.
+        primary = window.spec == settings.windows[0]
+        families.add(primary)
+        rows = {
+            o.observer_id: [
+                (
+                    o.observer_id,
+                    o.deviation,
+                    o.outlier,
+                    window.end_ms,
+                    60_000,
+                    last_seen[o.observer_id],
+                )
+            ]
+            for o in model.observers
+        }
+        assert scores == (rows if primary else {})
+    assert families == {True, False}
 
 
 @given(st.integers(min_value=-(10**13), max_value=10**14))
