@@ -5,6 +5,7 @@ reports as changed, so the logic is tested without a broker."""
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -91,10 +92,13 @@ class PartitionState:
         self._dirty: dict[StateKey, int | set[int]] = {}
         self._removed: set[StateKey] = set()
         self._watermark_changed = False
-        # dedup: id -> received ms; arrival order for expiry; journal chunks for the changelog
+        # dedup: id -> received ms; ids and received ms in arrival order (for expiry; the
+        # newest `_unjournaled` of them not in the changelog yet), in two deques rather than
+        # one of pairs: no tuple per event for the collector to track; journal chunks.
         self._seen: dict[str, int] = {}
-        self._seen_order: deque[tuple[int, str]] = deque()
-        self._new_seen: list[tuple[str, int]] = []
+        self._seen_ids: deque[str] = deque()
+        self._seen_ms: deque[int] = deque()
+        self._unjournaled = 0
         self._chunks: deque[tuple[int, str]] = deque()  # (newest received ms, chunk id)
         self._expired_chunks: list[str] = []
         # queries: metrics per (scope, entity), latest final record per window family
@@ -119,8 +123,9 @@ class PartitionState:
             if self.plan.is_late(t, self.watermark):
                 return Outcome.LATE
             self._seen[dedup_key] = received_ms
-            self._seen_order.append((received_ms, dedup_key))
-            self._new_seen.append((dedup_key, received_ms))
+            self._seen_ids.append(dedup_key)
+            self._seen_ms.append(received_ms)
+            self._unjournaled += 1
         elif self.plan.is_late(t, self.watermark):
             return Outcome.LATE
 
@@ -288,9 +293,9 @@ class PartitionState:
 
     def _expire_seen(self, now_ms: int) -> None:
         horizon = now_ms - self.dedup_ttl_ms
-        order = self._seen_order
-        while order and order[0][0] <= horizon:
-            received, dedup_key = order.popleft()
+        ids, times = self._seen_ids, self._seen_ms
+        while times and times[0] <= horizon:
+            received, dedup_key = times.popleft(), ids.popleft()
             if self._seen.get(dedup_key) == received:
                 del self._seen[dedup_key]
         chunks = self._chunks
@@ -420,12 +425,17 @@ class PartitionState:
             self._watermark_changed = False
         # In chunks of a bounded size (an id is up to 129 characters): a journal record
         # stays far below the 1 MiB a broker accepts by default, however big the flush.
-        for start in range(0, len(self._new_seen), JOURNAL_CHUNK_IDS):
-            entries = self._new_seen[start : start + JOURNAL_CHUNK_IDS]
+        # (Ids expired before they were journaled are left out: they are forgotten anyway.)
+        new = min(self._unjournaled, len(self._seen_ids))
+        ids = list(itertools.islice(reversed(self._seen_ids), new))[::-1]
+        times = list(itertools.islice(reversed(self._seen_ms), new))[::-1]
+        for start in range(0, new, JOURNAL_CHUNK_IDS):
+            end = start + JOURNAL_CHUNK_IDS
             name = f"{chunk_id}.{start // JOURNAL_CHUNK_IDS}"
+            entries = list(zip(ids[start:end], times[start:end], strict=True))
             writes[_key_name("d", name)] = _dumps_kept(entries)
-            self._chunks.append((max(ts for _, ts in entries), name))
-        self._new_seen = []
+            self._chunks.append((max(times[start:end]), name))
+        self._unjournaled = 0
         for expired in self._expired_chunks:
             writes[_key_name("d", expired)] = None
         self._expired_chunks.clear()
@@ -489,7 +499,9 @@ class PartitionState:
             self._chunks.append((newest, chunk_id))
             for dedup_key, ts in entries:
                 self._seen[dedup_key] = ts
-        self._seen_order = deque(sorted((ts, k) for k, ts in self._seen.items()))
+        order = sorted((ts, k) for k, ts in self._seen.items())
+        self._seen_ms = deque(ts for ts, _ in order)
+        self._seen_ids = deque(k for _, k in order)
         for key, state in self._keys.items():
             state.next_close = self.plan.next_close(state.panes, state.closed_until)
             if state.next_close is not None:

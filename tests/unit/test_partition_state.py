@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -213,6 +214,31 @@ def test_a_big_flush_journals_its_ids_in_bounded_chunks_that_restore_whole() -> 
     for i, event_id in enumerate(ids):
         event = Event(event_id, "o1", f"s-{i % 50}", "temp", 1.0, 1_795_780_800_000 + i)
         assert restored.offer(keyed(event), received_ms=6000) is Outcome.DUPLICATE
+
+
+def test_each_flush_journals_the_ids_seen_since_the_last_one_unless_expired() -> None:
+    ttl = 1000
+    state = PartitionState(WindowPlan(SPECS, GRACE_MS), dedup_ttl_ms=ttl)
+    journaled: list[tuple[str, int]] = []
+    received = 0
+    for flush, (count, step) in enumerate([(5, 10), (300, 7), (1, 0), (40, 60), (0, 0)]):
+        offered = []
+        for i in range(count):
+            received += step
+            event = Event(f"e{flush}-{i}", "o1", "s-1", "temp", 1.0, 1_795_780_800_000 + received)
+            assert state.offer(keyed(event), received_ms=received) is Outcome.COUNTED
+            offered.append((event.event_id, received))
+        writes, _ = state.take_persist(f"flush-{flush}")
+        entries = [
+            (str(k), int(ms))
+            for name, value in sorted(writes.items())
+            if name.startswith('["d"') and value is not None
+            for k, ms in orjson.loads(value)
+        ]
+        # Expired (received `ttl` or more before the latest) before it was journaled: left out.
+        assert entries == [("s" + i, ms) for i, ms in offered if ms > received - ttl]
+        journaled += entries
+    assert len(journaled) == 5 + 143 + 1 + 17  # what the filter above kept, flush by flush
 
 
 def test_subject_and_group_copies_are_not_duplicates_of_each_other() -> None:
