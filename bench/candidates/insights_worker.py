@@ -98,6 +98,23 @@ def _time_collections(phase: str, info: dict[str, int]) -> None:
 
 gc.callbacks.append(_time_collections)
 RollingEngine.fold = _counting("folds", RollingEngine.fold, lambda result: 1)  # type: ignore[method-assign]
+_tick = RollingEngine.tick
+
+
+async def _timed_tick(self: RollingEngine) -> None:
+    """The flush timer's runs during the run, and their milliseconds (coalesced changes
+    go out once per run of it)."""
+    started = time.perf_counter()
+    await _tick(self)
+    if progress.first is not None:
+        counters = progress.counters
+        counters["ticks"] = counters.get("ticks", 0) + 1
+        counters["tick_ms"] = counters.get("tick_ms", 0) + round(
+            (time.perf_counter() - started) * 1000
+        )
+
+
+RollingEngine.tick = _timed_tick  # type: ignore[method-assign]
 
 # Work-around: with INSIGHTS_WINDOWS in the process environment, pydantic-settings' own
 # environment source JSON-decodes it (the field is a tuple) and fails on `tumbling:60s`.
