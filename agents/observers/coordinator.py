@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
 from agents.observers.book import SCORES_PER_RECORD, ScoreRow, encode_scores
 from agents.observers.consensus import consensus_of
 from models import stamp_utc, window_fragment
+from streams.faust_compat import Outbound
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -35,7 +36,7 @@ class Coordinator:
 
     def judge(
         self, final: Emission, emitted_at: datetime, scores: dict[str, list[ScoreRow]]
-    ) -> tuple[str, bytes, bytes, Any] | None:
+    ) -> Outbound | None:
         """The consensus record (topic, key, value, trace parent) of one final, None when it
         has none; its observers' scores (primary family only) go into `scores`, by observer,
         for `score_records` to send once per flush."""
@@ -82,9 +83,7 @@ class Coordinator:
                     rows.append(row)
         return self.observer_topic, subject.encode(), orjson.dumps(record), None
 
-    def score_records(
-        self, scores: dict[str, list[ScoreRow]]
-    ) -> Iterator[tuple[str, bytes, bytes, Any]]:
+    def score_records(self, scores: dict[str, list[ScoreRow]]) -> Iterator[Outbound]:
         """The observer-scores records of one flush: per observer, its rows in order, in
         records of up to `SCORES_PER_RECORD` (keyed by observer: one owner folds them)."""
         for observer_id, rows in scores.items():

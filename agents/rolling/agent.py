@@ -35,6 +35,7 @@ from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
 from models.keyed import Chunk, KeyedObservation, decode_envelope
 from streams.faust_compat import (
+    Outbound,
     commit_gate,
     key_partition,
     never_commit,
@@ -60,7 +61,6 @@ _PERSIST_PHASES: Final = 8  # INSIGHTS_PERSIST_INTERVAL: partitions persist in 8
 _SEND_SLICE: Final = 4096  # records (or changelog writes) in flight per flush at a time
 
 _T = TypeVar("_T")
-_Outgoing = tuple[str, bytes, bytes, Context | None]  # topic, key, value, trace parent
 
 
 class RollingEngine:
@@ -362,13 +362,9 @@ class RollingEngine:
         # In slices: a flush of many keys (a backlog, a burst of new keys) holds one slice
         # of records and their futures at a time, not all of them.
         for piece in _slices(outgoing):
-            records = [
-                (topic, key, value, None if parent is None else self._headers(topic, parent))
-                for topic, key, value, parent in piece
-            ]
             await asyncio.gather(
                 *await send_batched_caused_by(
-                    self.app, records, source_topic=self.keyed_topic, source_partition=partition
+                    self.app, piece, source_topic=self.keyed_topic, source_partition=partition
                 )
             )
             counts.update(topic for topic, _, _, _ in piece)
@@ -418,22 +414,24 @@ class RollingEngine:
         changes: bool,
         emitted_at: datetime,
         parents: dict[StateKey, Context],
-    ) -> Iterator[_Outgoing]:
+    ) -> Iterator[Outbound]:
         """The records of one flush, made as they are consumed: finals, due changes,
-        anomalies, the consensus of the closed windows, then their observers' scores."""
+        anomalies, the consensus of the closed windows, then their observers' scores.
+        A record for a key with a trace parent carries the headers that continue it."""
+        rolling = self.rolling_topic
         for emission in finals:
             key, value = insight_record(emission, emitted_at)
             state.record_final(
                 emission.key, emission.window.spec.name, emission.window.end_ms, value
             )
             if self.emit_finals:  # else kept only to answer queries for the latest finals
-                yield self.rolling_topic, key, value, parents.get(emission.key)
+                yield rolling, key, value, self._headers(rolling, parents.get(emission.key))
         if changes:
             sent: set[StateKey] = set()
             for emission in state.take_changes():  # consumed whole, even when not emitted
                 if self.emit_changes:
                     key, value = insight_record(emission, emitted_at)
-                    yield self.rolling_topic, key, value, parents.get(emission.key)
+                    yield rolling, key, value, self._headers(rolling, parents.get(emission.key))
                     if parents:
                         sent.add(emission.key)
             for state_key in sent:
@@ -442,7 +440,7 @@ class RollingEngine:
             key, value = anomaly_record(detection, emitted_at)
             parent = parents.get(("subject", detection.subject_id, detection.metric))
             self.metrics.anomalies.labels(severity=detection.severity).inc()
-            yield self.anomaly_topic, key, value, parent
+            yield self.anomaly_topic, key, value, self._headers(self.anomaly_topic, parent)
         scores: dict[str, list[ScoreRow]] = {}
         for emission in finals:
             parents.pop(emission.key, None)
@@ -463,9 +461,11 @@ class RollingEngine:
                 *await write_table(self.app, self.table, self.keyed_topic, partition, changed)
             )
 
-    def _headers(self, topic: str, parent: Context) -> list[tuple[str, bytes]]:
+    def _headers(self, topic: str, parent: Context | None) -> list[tuple[str, bytes]] | None:
         """The headers of a record caused by traced input: the `traceparent` of a producer
-        span that continues `parent`."""
+        span that continues `parent` (None: no parent, no headers)."""
+        if parent is None:
+            return None
         name = (
             "insights.rolling publish"
             if topic == self.rolling_topic
