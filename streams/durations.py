@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 __all__ = ["WindowSpec", "parse_duration", "parse_windows"]
@@ -29,13 +29,16 @@ class WindowSpec:
     type: Literal["tumbling", "hopping"]
     size_s: int
     step_s: int
+    # Stable short name, used in table keys: `tumbling:60s`, `hopping:300s/60s` (made
+    # once: it is read per window closed).
+    name: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        """Stable short name, used in table keys: `tumbling:60s`, `hopping:300s/60s`."""
+    def __post_init__(self) -> None:
         if self.type == "tumbling":
-            return f"tumbling:{self.size_s}s"
-        return f"hopping:{self.size_s}s/{self.step_s}s"
+            name = f"tumbling:{self.size_s}s"
+        else:
+            name = f"hopping:{self.size_s}s/{self.step_s}s"
+        object.__setattr__(self, "name", name)  # frozen: set once, here
 
 
 def _whole_seconds(text: str, spec: str) -> int:

@@ -250,7 +250,8 @@ class PartitionState:
         aggregate is grown along them, and a window whose panes do not end with the
         previous window's starts a new chain. (Merge order differs from a window merged
         alone: `stddev` may differ from its final in the last bits; the other figures are
-        exact either way.)
+        exact either way.) Families are compared by identity: every window here was made
+        by `self.plan`, from its specs.
         """
         panes, pane_ms = state.panes, self.plan.pane_ms
         found: list[Summary | None] = [None] * len(windows)
@@ -265,7 +266,7 @@ class PartitionState:
             if not parts:
                 continue
             n = len(held)
-            if window.spec == family and 0 < n < len(parts) and parts[-n:] == held:
+            if window.spec is family and 0 < n < len(parts) and parts[-n:] == held:
                 if chain is None:  # a lone pane so far: begin from a copy of it
                     chain = self.aggregates.merged([panes[held[0]]])
                 for p in reversed(parts[:-n]):
