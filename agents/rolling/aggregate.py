@@ -298,14 +298,17 @@ class Aggregate(PaneAggregate):
         if self.count == 0:
             self._copy(other)
             return
-        self.basic_only = self.basic_only or other.basic_only
-        total = self.count + other.count
+        if other.basic_only:
+            self.basic_only = True
+        count, theirs_count = self.count, other.count
+        total = count + theirs_count
         delta = other.mean - self.mean
-        self.mean += delta * other.count / total
-        self.m2 += other.m2 + delta * delta * self.count * other.count / total
+        self.mean += delta * theirs_count / total
+        self.m2 += other.m2 + delta * delta * count * theirs_count / total
         self.count = total
+        partials = self.partials
         for part in other.partials:
-            _add_partial(self.partials, part)
+            _add_partial(partials, part)
         if other.min < self.min:
             self.min = other.min
         if other.max > self.max:
@@ -324,14 +327,16 @@ class Aggregate(PaneAggregate):
             and (theirs[0] > last[0] or (theirs[0] == last[0] and theirs[1] > last[1]))
         ):
             self.last = theirs
+        observers = self.observers
         for observer, (n, total_value, last_ms) in other.observers.items():
-            stats = self.observers.get(observer)
+            stats = observers.get(observer)
             if stats is None:
-                self.observers[observer] = [n, total_value, last_ms]
+                observers[observer] = [n, total_value, last_ms]
             else:
                 stats[0] += n
                 stats[1] += total_value
-                stats[2] = max(stats[2], last_ms)
+                if last_ms > stats[2]:
+                    stats[2] = last_ms
         self.sketch.merge(other.sketch)
 
     def _copy(self, other: Aggregate) -> None:

@@ -62,12 +62,16 @@ class QuantileSketch:
 
     def merge(self, other: QuantileSketch) -> None:
         """Add every value counted by `other` (the result is as if added one by one)."""
+        bins = self.positive
+        get = bins.get
         for key, n in other.positive.items():
-            self.positive[key] = self.positive.get(key, 0) + n
-        if other.negative and self.negative is _NO_BINS:
-            self.negative = {}
-        for key, n in other.negative.items():
-            self.negative[key] = self.negative.get(key, 0) + n
+            bins[key] = get(key, 0) + n
+        if other.negative:
+            if self.negative is _NO_BINS:
+                self.negative = {}
+            bins = self.negative
+            for key, n in other.negative.items():
+                bins[key] = bins.get(key, 0) + n
         self.zero += other.zero
         self.count += other.count
 
