@@ -29,8 +29,10 @@ Pane = PaneAggregate | OneValue  # one value is kept as it (memory), more as an 
 _ClosePlan = tuple[list[Window], list[int], int | None]
 
 # How long the latest final of a window family stays queryable after its window ended
-# (event time): a subject that went quiet still answers for a day.
+# (event time): a subject that went quiet still answers for a day. Expired ones are swept
+# out at most once per LATEST_SWEEP_MS of event time (so within the hour after).
 LATEST_RETENTION_MS = 24 * 3600 * 1000
+LATEST_SWEEP_MS = 3600 * 1000
 # Dedup ids per changelog record of the dedup journal.
 JOURNAL_CHUNK_IDS = 2048
 # The metric-name tuples of `_metrics_of`, shared by every entity with the same metrics
@@ -104,7 +106,7 @@ class PartitionState:
         # queries: metrics per (scope, entity), latest final record per window family
         self._metrics_of: dict[tuple[str, str], tuple[str, ...]] = {}
         self._latest: dict[LatestKey, tuple[int, bytes]] = {}
-        self._latest_heap: list[tuple[int, LatestKey]] = []
+        self._next_latest_sweep: int | None = None  # watermark of the next sweep
         self._latest_changed: set[LatestKey] = set()
         self._latest_removed: set[LatestKey] = set()
         self._dropped: list[str] = []  # restored keys no setting uses any more
@@ -361,7 +363,6 @@ class PartitionState:
             self._latest[latest_key] = (end_ms, right_sized(record))
             self._latest_changed.add(latest_key)
             self._latest_removed.discard(latest_key)
-            heapq.heappush(self._latest_heap, (end_ms, latest_key))
 
     def latest_finals(self, scope: str, entity: str, metric: str | None = None) -> list[bytes]:
         """The newest final record of each (metric, window family) of an entity."""
@@ -372,17 +373,22 @@ class PartitionState:
         ]
 
     def _expire_latest(self) -> None:
-        if self.watermark is None:
+        """Drop the latest finals whose window ended a day (`LATEST_RETENTION_MS`) before the
+        watermark: a sweep over them, once per `LATEST_SWEEP_MS` of event time. (Not a heap
+        of every final recorded: it held one entry per final of the last day, ~290 million
+        for 100,000 keys on 1-minute windows.)"""
+        watermark = self.watermark
+        if watermark is None or (
+            self._next_latest_sweep is not None and watermark < self._next_latest_sweep
+        ):
             return
-        horizon = self.watermark - LATEST_RETENTION_MS
-        heap = self._latest_heap
-        while heap and heap[0][0] < horizon:
-            end_ms, latest_key = heapq.heappop(heap)
-            current = self._latest.get(latest_key)
-            if current is not None and current[0] == end_ms:
-                del self._latest[latest_key]
-                self._latest_changed.discard(latest_key)
-                self._latest_removed.add(latest_key)
+        self._next_latest_sweep = watermark + LATEST_SWEEP_MS
+        horizon = watermark - LATEST_RETENTION_MS
+        expired = [key for key, (end_ms, _) in self._latest.items() if end_ms < horizon]
+        for latest_key in expired:
+            del self._latest[latest_key]
+            self._latest_changed.discard(latest_key)
+            self._latest_removed.add(latest_key)
 
     def _index_metric(self, key: StateKey) -> None:
         known = self._metrics_of.get(key[:2], ())
@@ -483,7 +489,6 @@ class PartitionState:
                 latest_key: LatestKey = (parts[1], parts[2], parts[3], parts[4])
                 end_ms, record = value
                 self._latest[latest_key] = (int(end_ms), str(record).encode())
-                heapq.heappush(self._latest_heap, (int(end_ms), latest_key))
             elif kind == "b":
                 if self.baselines is not None:
                     self.baselines.restore(parts[1], parts[2], raw)

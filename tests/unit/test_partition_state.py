@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from agents.anomaly import AnomalyConfig
 from agents.rolling import Emission, Outcome, PartitionState, WindowPlan
 from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue
-from agents.rolling.state import JOURNAL_CHUNK_IDS
+from agents.rolling.state import JOURNAL_CHUNK_IDS, LATEST_RETENTION_MS, LATEST_SWEEP_MS
 from models.keyed import KeyedObservation
 from streams.durations import WindowSpec, parse_windows
 from tests.support.truth import (
@@ -239,6 +239,36 @@ def test_each_flush_journals_the_ids_seen_since_the_last_one_unless_expired() ->
         assert entries == [("s" + i, ms) for i, ms in offered if ms > received - ttl]
         journaled += entries
     assert len(journaled) == 5 + 143 + 1 + 17  # what the filter above kept, flush by flush
+
+
+def test_latest_finals_answer_for_a_day_and_go_within_the_hour_after() -> None:
+    state = PartitionState(WindowPlan(SPECS, GRACE_MS), dedup_ttl_ms=0)
+    key = ("subject", "s-1", "temp")
+    day, hour = LATEST_RETENTION_MS, LATEST_SWEEP_MS
+    for minute in range(1, 121):  # a final every minute for two hours: the newest is kept
+        end_ms = minute * 60_000
+        state.record_final(key, "tumbling:60s", end_ms, b'{"end":%d}' % end_ms)
+    state.record_final(key, "hopping:300s/60s", 60_000, b'{"hop":1}')
+    tumbling = '["f","subject","s-1","temp","tumbling:60s"]'
+    hopping = '["f","subject","s-1","temp","hopping:300s/60s"]'
+    gone_at: dict[str, int] = {}
+    history = []
+    for watermark in range(0, 2 * day, 60_000):
+        state.advance(watermark)
+        writes, _ = state.take_persist(f"c{watermark}")
+        for name, value in writes.items():
+            if name in (tumbling, hopping) and value is None:
+                gone_at.setdefault(name, watermark)
+        history.append((watermark, sorted(state.latest_finals("subject", "s-1"))))
+
+    # Each goes (a tombstone in the changelog) at the first sweep after its window ended a
+    # day before the watermark: within the hour after.
+    assert day + 120 * 60_000 < gone_at[tumbling] <= day + 120 * 60_000 + hour
+    assert day + 60_000 < gone_at[hopping] <= day + 60_000 + hour
+    for watermark, finals in history:
+        expected = [b'{"end":7200000}'] if watermark < gone_at[tumbling] else []
+        expected += [b'{"hop":1}'] if watermark < gone_at[hopping] else []
+        assert finals == sorted(expected), watermark
 
 
 def test_subject_and_group_copies_are_not_duplicates_of_each_other() -> None:
