@@ -101,6 +101,7 @@ class PartitionState:
         self._seen_ids: deque[str] = deque()
         self._seen_ms: deque[int] = deque()
         self._unjournaled = 0
+        self._expired_at: int | None = None  # the receive time dedup expiry last ran at
         self._chunks: deque[tuple[int, str]] = deque()  # (newest received ms, chunk id)
         self._expired_chunks: list[str] = []
         # queries: metrics per (scope, entity), latest final record per window family
@@ -117,18 +118,26 @@ class PartitionState:
         """Count one observation unless it is a duplicate or late; closes windows that the
         advancing watermark passes (their finals wait in `take_finals`)."""
         t = obs.observed_ms
+        plan, watermark = self.plan, self.watermark
+        # (is_late's own first test inlined: a time within grace of the watermark is never
+        # late, so in-order input makes no call per event)
+        late = (
+            watermark is not None and t + plan.grace_ms < watermark and plan.is_late(t, watermark)
+        )
         if self.dedup_ttl_ms:
-            self._expire_seen(received_ms)
+            if received_ms != self._expired_at:  # a batch shares one receive time
+                self._expire_seen(received_ms)
+                self._expired_at = received_ms
             dedup_key = obs.scope[0] + obs.event_id
             if dedup_key in self._seen:
                 return Outcome.DUPLICATE
-            if self.plan.is_late(t, self.watermark):
+            if late:
                 return Outcome.LATE
             self._seen[dedup_key] = received_ms
             self._seen_ids.append(dedup_key)
             self._seen_ms.append(received_ms)
             self._unjournaled += 1
-        elif self.plan.is_late(t, self.watermark):
+        elif late:
             return Outcome.LATE
 
         key = (obs.scope, obs.entity, obs.metric)
@@ -136,12 +145,12 @@ class PartitionState:
         if state is None:
             state = self._keys[key] = _KeyState()
             self._index_metric(key)
-        state.closed_until = self.watermark
-        pane = self.plan.pane_of(t)
+        state.closed_until = watermark
+        pane = t - t % plan.pane_ms  # plan.pane_of(t)
         aggregate = state.panes.get(pane)
         if aggregate is None:
             state.panes[pane] = OneValue(obs.value, t, obs.event_id, obs.observer_id)
-            close = self.plan.next_close((pane,), self.watermark)
+            close = plan.next_close((pane,), watermark)
             if close is not None and (state.next_close is None or close < state.next_close):
                 state.next_close = close
                 heapq.heappush(self._heap, (close, key))
@@ -161,7 +170,7 @@ class PartitionState:
         elif dirty != pane:
             self._dirty[key] = {dirty, pane}
         self._changed.add(key)
-        if self.watermark is None or t > self.watermark:
+        if watermark is None or t > watermark:
             self.advance(t)
         return Outcome.COUNTED
 
