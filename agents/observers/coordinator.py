@@ -37,7 +37,7 @@ class Coordinator:
     def judge(
         self, final: Emission, emitted_at: datetime, scores: dict[str, list[ScoreRow]]
     ) -> Outbound | None:
-        """The consensus record (topic, key, value, trace parent) of one final, None when it
+        """The consensus record (topic, key, value, no headers) of one final, None when it
         has none; its observers' scores (primary family only) go into `scores`, by observer,
         for `score_records` to send once per flush."""
         scope, subject, metric = final.key
