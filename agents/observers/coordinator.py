@@ -76,11 +76,7 @@ class Coordinator:
             end_ms, size_ms = window.end_ms, window.size_ms
             for s in result.standings:
                 row = (s.observer_id, s.deviation, s.outlier, end_ms, size_ms, s.last_seen_ms)
-                rows = scores.get(s.observer_id)
-                if rows is None:
-                    scores[s.observer_id] = [row]
-                else:
-                    rows.append(row)
+                scores.setdefault(s.observer_id, []).append(row)
         return self.observer_topic, subject.encode(), orjson.dumps(record), None
 
     def score_records(self, scores: dict[str, list[ScoreRow]]) -> Iterator[Outbound]:
