@@ -53,7 +53,7 @@ def _counting(name: str, method: Any, size: Any = len) -> Any:
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         result = method(*args, **kwargs)
-        progress.counters[name] = progress.counters.get(name, 0) + size(result)
+        progress.bump(name, size(result))
         return result
 
     return counted
@@ -64,7 +64,7 @@ def _count_yielded(name: str, method: Any) -> Any:
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         for item in method(*args, **kwargs):
-            progress.counters[name] = progress.counters.get(name, 0) + 1
+            progress.bump(name)
             yield item
 
     return counted
@@ -91,9 +91,8 @@ def _time_collections(phase: str, info: dict[str, int]) -> None:
         return  # start-up: not part of the run
     generation = info["generation"]
     ms = (time.perf_counter() - _gc_started[0]) * 1000
-    counters = progress.counters
-    counters[f"gc{generation}"] = counters.get(f"gc{generation}", 0) + 1
-    counters[f"gc{generation}_ms"] = counters.get(f"gc{generation}_ms", 0) + round(ms)
+    progress.bump(f"gc{generation}")
+    progress.bump(f"gc{generation}_ms", round(ms))
 
 
 gc.callbacks.append(_time_collections)
@@ -107,11 +106,8 @@ async def _timed_tick(self: RollingEngine) -> None:
     started = time.perf_counter()
     await _tick(self)
     if progress.first is not None:
-        counters = progress.counters
-        counters["ticks"] = counters.get("ticks", 0) + 1
-        counters["tick_ms"] = counters.get("tick_ms", 0) + round(
-            (time.perf_counter() - started) * 1000
-        )
+        progress.bump("ticks")
+        progress.bump("tick_ms", round((time.perf_counter() - started) * 1000))
 
 
 RollingEngine.tick = _timed_tick  # type: ignore[method-assign]

@@ -51,6 +51,10 @@ class Progress:
         self.count += n
         self.last = time.time()
 
+    def bump(self, name: str, n: int = 1) -> None:
+        """Add `n` to the candidate's counter `name` (in the JSON, `counters`)."""
+        self.counters[name] = self.counters.get(name, 0) + n
+
     def snapshot(self) -> dict[str, object]:
         return {
             "pid": os.getpid(),
