@@ -120,38 +120,3 @@ def test_observer_book_drift_and_staleness() -> None:
     assert changed["o2"].stale and not changed["o1"].stale
     book.mark_stale()
     assert book.take_changed() == {}  # reported once
-
-
-def test_scores_go_one_record_per_observer_per_flush_in_order() -> None:
-    import faust
-
-    from agents.observers import SCORES_PER_RECORD, Coordinator, ScoreRow, decode_scores
-    from streams.settings import load_settings
-    from streams.topics import declare_topics
-
-    settings = load_settings({})
-    app = faust.App("pin-scores", broker="kafka://127.0.0.1:1", autodiscover=False)
-    coordinator = Coordinator(declare_topics(app, settings), settings)
-    rows: dict[str, list[ScoreRow]] = {
-        "o1": [("o1", i / 7, i % 5 == 0, 60_000 * (i + 1), 60_000, 60_000 * i + 17)
-               for i in range(SCORES_PER_RECORD + 3)],
-        "o2": [("o2", -1.5, False, 60_000, 60_000, 59_999)],
-    }  # fmt: skip
-
-    records = list(coordinator.score_records(rows))
-
-    assert [(topic, key) for topic, key, _, _ in records] == [
-        (settings.scores_topic, b"o1"),
-        (settings.scores_topic, b"o1"),
-        (settings.scores_topic, b"o2"),
-    ]
-    decoded = [decode_scores(value) for _, _, value, _ in records]
-    assert [len(scores) for scores in decoded] == [SCORES_PER_RECORD, 3, 1]
-    assert [score for scores in decoded[:2] for score in scores] == [
-        Score(*row) for row in rows["o1"]
-    ]
-    assert decoded[2] == [Score("o2", -1.5, False, 60_000, 60_000, 59_999)]
-    # A record written before scores were batched: one score, its fields in a list.
-    assert decode_scores(b'["o3",2.5,true,120000,60000,119000]') == [
-        Score("o3", 2.5, True, 120_000, 60_000, 119_000)
-    ]

@@ -1,4 +1,5 @@
-"""The hot-path rendering of insights equals the contract model's own JSON."""
+"""The hot-path rendering of insights and consensus equals the contract models' own JSON; the
+observer-scores records carry their rows in order."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.observers import ScoreRow
+from agents.observers import SCORES_PER_RECORD, Coordinator, Score, ScoreRow, decode_scores
 from agents.rolling import Aggregate, BasicAggregate, Emission, WindowPlan
 from agents.rolling.records import insight_record
 from models import RollingInsight, dumps, utc_ms, utc_now
 from streams.durations import parse_windows
+from streams.settings import Settings, load_settings
 
 
 def test_rendered_record_equals_the_models_dump() -> None:
@@ -57,17 +59,21 @@ def test_a_basic_record_has_the_basic_figures_and_null_for_the_rest() -> None:
     )
 
 
-def test_rendered_consensus_equals_the_models_dump() -> None:
+def _coordinator(app_id: str) -> tuple[Coordinator, Settings]:
+    """A coordinator on the default settings (its app never connects)."""
     import faust
 
-    from agents.observers.coordinator import Coordinator
-    from models import ConsensusRecord
-    from streams.settings import load_settings
     from streams.topics import declare_topics
 
     settings = load_settings({})
-    app = faust.App("pin-consensus", broker="kafka://127.0.0.1:1", autodiscover=False)
-    coordinator = Coordinator(declare_topics(app, settings), settings)
+    app = faust.App(app_id, broker="kafka://127.0.0.1:1", autodiscover=False)
+    return Coordinator(declare_topics(app, settings), settings), settings
+
+
+def test_rendered_consensus_equals_the_models_dump() -> None:
+    from models import ConsensusRecord
+
+    coordinator, settings = _coordinator("pin-consensus")
     plan = WindowPlan(parse_windows("tumbling:60s,hopping:300s/60s"), 30_000)
     agg = Aggregate()
     for i, value in enumerate([20.9, 21.3, 22.0, 35.5, 21.0, 21]):
@@ -105,6 +111,33 @@ def test_rendered_consensus_equals_the_models_dump() -> None:
         }
         assert scores == (rows if primary else {})
     assert families == {True, False}
+
+
+def test_scores_go_one_record_per_observer_per_flush_in_order() -> None:
+    coordinator, settings = _coordinator("pin-scores")
+    rows: dict[str, list[ScoreRow]] = {
+        "o1": [("o1", i / 7, i % 5 == 0, 60_000 * (i + 1), 60_000, 60_000 * i + 17)
+               for i in range(SCORES_PER_RECORD + 3)],
+        "o2": [("o2", -1.5, False, 60_000, 60_000, 59_999)],
+    }  # fmt: skip
+
+    records = list(coordinator.score_records(rows))
+
+    assert [(topic, key) for topic, key, _, _ in records] == [
+        (settings.scores_topic, b"o1"),
+        (settings.scores_topic, b"o1"),
+        (settings.scores_topic, b"o2"),
+    ]
+    decoded = [decode_scores(value) for _, _, value, _ in records]
+    assert [len(scores) for scores in decoded] == [SCORES_PER_RECORD, 3, 1]
+    assert [score for scores in decoded[:2] for score in scores] == [
+        Score(*row) for row in rows["o1"]
+    ]
+    assert decoded[2] == [Score("o2", -1.5, False, 60_000, 60_000, 59_999)]
+    # A record written before scores were batched: one score, its fields in a list.
+    assert decode_scores(b'["o3",2.5,true,120000,60000,119000]') == [
+        Score("o3", 2.5, True, 120_000, 60_000, 119_000)
+    ]
 
 
 @given(st.integers(min_value=-(10**13), max_value=10**14))
