@@ -81,6 +81,7 @@ async def consume_lane(
         tp, records, generation = await lane.take()
         async with gate.work():
             if lane.current(tp, generation):
+                lane.processing(tp, generation)
                 done = functools.partial(_mark_done, lane, tp, records, generation)
                 await run_guarded(app, process(records, done))
 

@@ -1,10 +1,12 @@
 """Ingest: decode and validate every input message; dead-letter the unusable; key the rest
-by subject (and, when it has one, by group) onto the internal keyed topic."""
+by subject (and, when it has one, by group) onto the internal keyed topic, with each input
+partition's event-time progress (`agents.source_progress`)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import faust
@@ -13,10 +15,22 @@ from opentelemetry.trace import SpanKind
 
 from agents.batching import consume_lane
 from agents.deadletters import DeadLetterSink
-from models import DecodeError
+from agents.source_progress import FetchState, SourceProgress
+from models import DeadLetterReason, DecodeError, FieldError
 from models.fast_decode import decode_keyed
-from models.keyed import Chunk, Traced, encode_envelopes
-from streams.faust_compat import batch_lane, copartitioned, key_partition, send_caused_by
+from models.keyed import Chunk, SourceReport, Traced, encode_envelopes
+from streams.faust_compat import (
+    BatchLane,
+    batch_lane,
+    commit_gate,
+    copartitioned,
+    fetch_state,
+    key_partition,
+    owned_partitions,
+    partition_count,
+    paused_partitions,
+    send_caused_by,
+)
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import Topics
@@ -33,6 +47,8 @@ class Folder(Protocol):
     async def fold(self, partition: int, chunks: list[Chunk], *, defer: bool = False) -> bool: ...
 
     def when_durable(self, partition: int, callback: Callable[[], None]) -> bool: ...
+
+    async def observe(self, partition: int, report: SourceReport) -> bool: ...
 
 
 class Ingest:
@@ -54,13 +70,17 @@ class Ingest:
         tracing: Tracing,
     ) -> None:
         self.app = app
+        self.lane: BatchLane | None = None
         self.max_bytes = settings.max_message_bytes
+        self.max_future_s = settings.max_future_s
+        self.progress = SourceProgress(0, settings.idle_timeout_s)
         self.input_topic = topics.input.get_topic_name()
         self.keyed_topic = topics.keyed.get_topic_name()
         self.metrics = metrics
         self.sink = sink
         self.tracing = tracing
         self.local: Folder | None = None
+        app.on_partitions_revoked.connect(self._on_revoked)
 
     async def process(self, records: list[Any], on_done: Callable[[], None] | None = None) -> None:
         """Handle a fetched batch (aiokafka `ConsumerRecord`s) in order: dead letters go out
@@ -77,6 +97,10 @@ class Ingest:
         local: dict[int, Traced] | None = None
         if self.local is not None and copartitioned(self.app, self.input_topic, self.keyed_topic):
             local = {}
+        self._count_sources()
+        now_s, received_ms = time.monotonic(), int(time.time() * 1000)
+        latest_ms = received_ms + round(self.max_future_s * 1000)
+        marks: dict[int, int] = {}  # source -> greatest valid observed_at in this batch
         valid = 0
         for message in records:
             if self.tracing.enabled:
@@ -89,35 +113,47 @@ class Ingest:
                     offset=message.offset,
                 ):
                     headers = current_headers()
-                    failure = self._route(message, envelopes, local, headers)
+                    failure = self._route(message, envelopes, local, headers, latest_ms, marks)
                     if failure is not None:
                         await self._dead_letter(message, failure, headers)
             else:  # per event: no coroutine unless it is a dead letter
-                failure = self._route(message, envelopes, local, None)
+                failure = self._route(message, envelopes, local, None, latest_ms, marks)
                 if failure is not None:
                     await self._dead_letter(message, failure, None)
             valid += failure is None
+        # The batch's progress goes with its records: a keyed partition learns it only
+        # after the records that made it (the same partition, or the same direct fold).
+        read_to: dict[int, int] = {}
+        for message in records:
+            read_to[message.partition] = message.offset + 1
+        for source, offset in read_to.items():
+            self.progress.read(source, marks.get(source), offset, now_s)
+        deliveries: list[Awaitable[Any]] = []
         defer = on_done is not None
+        refused = False
         if local and self.local is not None:
-            received_ms = int(time.time() * 1000)
             for partition, items in local.items():
-                if not await self.local.fold(partition, [(items, received_ms)], defer=defer):
+                report = self.progress.report(partition, partition, now_s)
+                chunk: Chunk = (items, received_ms, report)
+                if await self.local.fold(partition, [chunk], defer=defer):
+                    continue
+                if on_done is not None and self.lane is not None:
+                    # A rebalance is under way (the state is not here, or not recovered):
+                    # the next generation reads the batch again from the committed offset.
+                    # Not over the keyed topic: those records could arrive after later
+                    # ones folded here, whose progress would then have made them late.
+                    self.lane.spoil(records[0].topic, partition)
+                    refused = True
+                else:
                     envelopes.setdefault((partition, partition), []).extend(items)
         for (source, destination), items in envelopes.items():
-            for envelope in encode_envelopes(items):
-                await send_caused_by(
-                    self.app,
-                    self.keyed_topic,
-                    None,
-                    envelope,
-                    source_topic=self.input_topic,
-                    source_partition=source,
-                    partition=destination,
-                )
+            report = self.progress.report(source, destination, now_s)
+            deliveries.extend(await self._send(source, destination, items, report))
+        await asyncio.gather(*deliveries)
         self.metrics.events_received.inc(len(records))
         self.metrics.events_valid.inc(valid)
         self.metrics.batch_seconds.labels(agent="ingest").observe(time.perf_counter() - started)
-        if on_done is not None:
+        if on_done is not None and not refused:
             # Behind every earlier deferred batch of this partition, also when this one
             # folded nothing in: acknowledgements must come in offset order.
             folder = self.local if local is not None and records else None
@@ -130,9 +166,13 @@ class Ingest:
         envelopes: dict[tuple[int, int], Traced],
         local: dict[int, Traced] | None,
         headers: Headers | None,
+        latest_ms: int,
+        marks: dict[int, int],
     ) -> DecodeError | None:
         """Decode a message and file its keyed records (to fold here, or to send to their
-        keyed partition); the DecodeError, with the dead-letter reason, if it is unusable."""
+        keyed partition), raising its source's mark in `marks`; the DecodeError, with the
+        dead-letter reason, if it is unusable (also when its `observed_at` lies beyond
+        `latest_ms`, the worker's clock plus `INSIGHTS_MAX_FUTURE`)."""
         source = message.partition
         try:
             records = decode_keyed(
@@ -144,6 +184,11 @@ class Ingest:
             )
         except DecodeError as exc:
             return exc
+        observed_ms = records[0].observed_ms
+        if observed_ms > latest_ms:
+            return self._too_far_ahead(records[0].event_id)
+        if observed_ms > marks.get(source, observed_ms - 1):
+            marks[source] = observed_ms
         traceparent = dict(headers).get("traceparent") if headers else None
         trace = traceparent.decode() if traceparent else None
         for record in records:
@@ -153,6 +198,75 @@ class Ingest:
             else:
                 envelopes.setdefault((source, destination), []).append((record, trace))
         return None
+
+    def _too_far_ahead(self, event_id: str) -> DecodeError:
+        bound = f"{self.max_future_s:g}s"
+        message = f"is more than INSIGHTS_MAX_FUTURE ({bound}) ahead of the worker's clock"
+        errors = [FieldError(field="observed_at", message=message)]
+        return DecodeError(DeadLetterReason.INVALID, errors, event_id=event_id)
+
+    async def _send(
+        self, source: int, destination: int, items: Traced, report: SourceReport
+    ) -> list[Awaitable[Any]]:
+        """Records (maybe none) and their source's report to a keyed partition over the
+        keyed topic, in the source partition's transaction; the delivery futures."""
+        return [
+            await send_caused_by(
+                self.app,
+                self.keyed_topic,
+                None,
+                envelope,
+                source_topic=self.input_topic,
+                source_partition=source,
+                partition=destination,
+            )
+            for envelope in encode_envelopes(items, report)
+        ]
+
+    def _count_sources(self) -> None:
+        count = partition_count(self.app, self.input_topic)
+        if count is not None:
+            self.progress.sources = count
+
+    async def tick(self) -> None:
+        """Timer: tell every keyed partition the progress of this worker's input partitions
+        it has not heard of yet, and while one is idle repeat that it is (the direct fold
+        for the keyed partition of the same number, else a control record)."""
+        self._count_sources()
+        destinations = partition_count(self.app, self.keyed_topic)
+        if not destinations or not self.progress.sources:
+            return
+        app: Any = self.app
+        stable = (
+            not app.rebalancing
+            and app.tables.recovery.completed.is_set()
+            and app.consumer.flow_active
+        )
+        paused = paused_partitions(self.app)
+        direct = self.local is not None and copartitioned(
+            self.app, self.input_topic, self.keyed_topic
+        )
+        now_s, now_ms = time.monotonic(), int(time.time() * 1000)
+        deliveries: list[Awaitable[Any]] = []
+        for tp in sorted(app.consumer.assignment()):
+            if tp.topic != self.input_topic:
+                continue
+            position, end, polled_ms = fetch_state(self.app, tp)
+            fetched = self.lane.fetched(tp) if self.lane is not None else None
+            fetch = FetchState(position, end, polled_ms, fetched, stable and tp not in paused)
+            for destination, report in self.progress.due(
+                tp.partition, fetch, destinations, now_s, now_ms
+            ):
+                local = self.local if direct and destination == tp.partition else None
+                if local is not None and await local.observe(destination, report):
+                    continue
+                deliveries.extend(await self._send(tp.partition, destination, [], report))
+        await asyncio.gather(*deliveries)
+
+    def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Input partitions revoked: forget their progress (rebuilt from the input)."""
+        revoked = args[0] if args else kwargs.get("revoked", ())
+        self.progress.forget({tp.partition for tp in revoked if tp.topic == self.input_topic})
 
     async def _dead_letter(
         self, message: Any, failure: DecodeError, headers: Headers | None
@@ -173,12 +287,18 @@ def attach_ingest(
     """Register the ingest agent: input topic -> (dead letters | keyed topic)."""
     ingest = Ingest(app, topics, settings, metrics, sink, tracing)
 
-    lane = batch_lane(app, {ingest.input_topic})
+    lane = ingest.lane = batch_lane(app, {ingest.input_topic})
 
     @app.agent(topics.input, name="ingest")
     async def ingest_agent(stream: faust.StreamT[bytes]) -> None:
         # The agent subscribes the input topic; its records arrive by the lane, a fetched
         # batch per partition, never through `stream`.
         await consume_lane(app, lane, ingest.process)
+
+    @app.timer(interval=settings.flush_interval_s)  # type: ignore[untyped-decorator]
+    async def ingest_tick() -> None:
+        if owned_partitions(app, ingest.input_topic):
+            async with commit_gate(app).work():  # control records in the sources' transactions
+                await ingest.tick()
 
     return ingest

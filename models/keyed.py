@@ -18,6 +18,7 @@ __all__ = [
     "ENVELOPE_MAX_BYTES",
     "Chunk",
     "KeyedObservation",
+    "SourceReport",
     "Traced",
     "decode_envelope",
     "encode_envelopes",
@@ -115,10 +116,32 @@ class KeyedObservation:
         return cls(*orjson.loads(raw))
 
 
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """What one source (input partition) says of its progress, after the records it sent
+    with it: they travel together, so a keyed partition never learns a source's progress
+    before the records that made it.
+
+    `watermark_ms`: the greatest valid `observed_at` read from the source (None: nothing
+    valid yet); `sources`: how many input partitions there are; `idle_at_ms`: the wall time
+    at which the source was found caught up (its position at the log end) and silent for
+    the idle timeout, None while it is not.
+    """
+
+    source: int
+    watermark_ms: int | None
+    sources: int
+    idle_at_ms: int | None = None
+
+    def to_list(self) -> list[Any]:
+        return [self.source, self.watermark_ms, self.sources, self.idle_at_ms]
+
+
 # Keyed records, each with its W3C traceparent or None.
 Traced = list[tuple[KeyedObservation, str | None]]
-# Keyed records and when they were received (epoch ms): what a partition's state folds in.
-Chunk = tuple[Traced, int]
+# Keyed records, when they were received (epoch ms), and the report of their source that
+# follows them (None: none): what a partition's state folds in.
+Chunk = tuple[Traced, int, SourceReport | None]
 
 
 # Below the 1 MiB a broker accepts per record by default (message.max.bytes): a fetched
@@ -126,18 +149,30 @@ Chunk = tuple[Traced, int]
 ENVELOPE_MAX_BYTES: Final = 512 * 1024
 
 
-def encode_envelopes(items: Traced, max_bytes: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
-    """Many keyed records (each with its W3C traceparent or None) in as few messages of at
-    most `max_bytes` as halving finds, in order: the keyed hop carries them per (source
-    partition, destination partition) and batch. A single record over the bound goes
-    alone."""
-    raw = orjson.dumps([[*record.to_list(), trace] for record, trace in items])
+def encode_envelopes(
+    items: Traced, report: SourceReport | None = None, max_bytes: int = ENVELOPE_MAX_BYTES
+) -> list[bytes]:
+    """Many keyed records (each with its W3C traceparent or None) and their source's report
+    in as few messages of at most `max_bytes` as halving finds, in order: the keyed hop
+    carries them per (source partition, destination partition) and batch. Only the last
+    message carries the report (it covers all the records). A single record over the bound
+    goes alone; no records and a report make a control message."""
+    mark = report.to_list() if report is not None else None
+    raw = orjson.dumps({"r": [[*record.to_list(), trace] for record, trace in items], "s": mark})
     if len(raw) <= max_bytes or len(items) < 2:
         return [raw]
     half = len(items) // 2
-    return encode_envelopes(items[:half], max_bytes) + encode_envelopes(items[half:], max_bytes)
+    return encode_envelopes(items[:half], None, max_bytes) + encode_envelopes(
+        items[half:], report, max_bytes
+    )
 
 
-def decode_envelope(raw: bytes) -> Traced:
-    """Inverse of `encode_envelopes`, one message at a time."""
-    return [(KeyedObservation(*item[:-1]), item[-1]) for item in orjson.loads(raw)]
+def decode_envelope(raw: bytes) -> tuple[Traced, SourceReport | None]:
+    """Inverse of `encode_envelopes`, one message at a time. (A bare list of records, as
+    written before source reports, has none.)"""
+    document = orjson.loads(raw)
+    if type(document) is list:
+        return [(KeyedObservation(*item[:-1]), item[-1]) for item in document], None
+    mark = document["s"]
+    report = SourceReport(*mark) if mark is not None else None
+    return [(KeyedObservation(*item[:-1]), item[-1]) for item in document["r"]], report

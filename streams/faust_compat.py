@@ -336,6 +336,42 @@ def key_partition(app: faust.App, topic: str, key: bytes) -> int:
     return partition
 
 
+def fetch_state(app: faust.App, tp: Any) -> tuple[int | None, int | None, int | None]:
+    """aiokafka's view of an assigned partition: (fetch position, log end, wall ms of the
+    last fetch answer that reported it); None where not known yet. The log end is the last
+    stable offset under read_committed (`exactly_once`), else the high watermark. Read from
+    the consumer thread's aiokafka consumer (Faust does not expose the position)."""
+    thread: Any = getattr(app.consumer, "_thread", None)
+    consumer: Any = getattr(thread, "_consumer", None) if thread is not None else None
+    subscription: Any = getattr(getattr(consumer, "_subscription", None), "subscription", None)
+    assignment: Any = getattr(subscription, "assignment", None)
+    state: Any = assignment.state_value(tp) if assignment is not None else None
+    if state is None or not state.has_valid_position:
+        return None, None, None
+    end = state.lso if app.in_transaction else state.highwater
+    return (
+        int(state.position),
+        (int(end) if end is not None and end >= 0 else None),
+        state.timestamp,
+    )
+
+
+def partition_count(app: faust.App, topic: str) -> int | None:
+    """How many partitions `topic` has, from the consumer's cluster metadata (None: not
+    known yet, e.g. before the first assignment)."""
+    thread: Any = getattr(app.consumer, "_thread", None)
+    consumer: Any = getattr(thread, "_consumer", None) if thread is not None else None
+    client: Any = getattr(consumer, "_client", None)
+    partitions = client.cluster.partitions_for_topic(topic) if client is not None else None
+    return len(partitions) if partitions else None
+
+
+def paused_partitions(app: faust.App) -> set[Any]:
+    """Partitions Faust has paused (recovery, a rebalance, a stopped flow)."""
+    consumer: Any = app.consumer
+    return set(getattr(consumer, "_paused_partitions", ()))
+
+
 def committed_offset(app: faust.App, tp: Any) -> int | None:
     """The offset this worker last committed for `tp` (Faust keeps it privately)."""
     committed: Any = getattr(app.consumer, "_committed_offset", {})
@@ -1042,6 +1078,9 @@ class BatchLane:
         self.max_batches = max_batches
         self._queue: asyncio.Queue[tuple[Any, list[Any], int]] | None = None
         self._next: dict[Any, int] = {}  # partition -> offset after its last processed record
+        self._fetched: dict[Any, int] = {}  # partition -> offset after its last record queued
+        self._processing: dict[Any, int] = {}  # partition -> generation of its batch in work
+        self._spoiled: set[tuple[Any, int]] = set()  # (partition, generation) given up
 
     def _batches(self) -> asyncio.Queue[tuple[Any, list[Any], int]]:
         if self._queue is None:  # created in the running loop
@@ -1050,7 +1089,12 @@ class BatchLane:
 
     async def put(self, tp: Any, records: list[Any]) -> None:
         """From the fetcher: a partition's fetched records (waits while the lane is full)."""
+        self._fetched[tp] = records[-1].offset + 1
         await self._batches().put((tp, records, self.app.consumer_generation_id))
+
+    def fetched(self, tp: Any) -> int | None:
+        """The offset after the last record of `tp` handed to the lane (None: none yet)."""
+        return self._fetched.get(tp)
 
     async def take(self) -> tuple[Any, list[Any], int]:
         """The next batch: (partition, records, the consumer generation it was fetched in).
@@ -1064,7 +1108,28 @@ class BatchLane:
         fetched after a rebalance's seek, while Faust still says "rebalancing", must be
         processed: the consumer's position is already past it.)"""
         app: Any = self.app
-        return generation == app.consumer_generation_id and tp in app.consumer.assignment()
+        return (
+            generation == app.consumer_generation_id
+            and tp in app.consumer.assignment()
+            and (tp, generation) not in self._spoiled
+        )
+
+    def processing(self, tp: Any, generation: int) -> None:
+        """A batch of `tp` fetched in `generation` is being processed."""
+        self._processing[tp] = generation
+        if self._spoiled:  # given up in generations before: nothing of them comes any more
+            self._spoiled = {(t, g) for t, g in self._spoiled if g >= generation}
+
+    def spoil(self, topic: str, partition: int) -> None:
+        """Give up the partition's batch in work, and every later one of its generation:
+        none of them is processed or marked committable. Only while a rebalance is under
+        way, whose seek to the committed offsets brings them back."""
+        tp = next(
+            (tp for tp in self._processing if tp.topic == topic and tp.partition == partition), None
+        )
+        if tp is not None:
+            self._spoiled.add((tp, self._processing[tp]))
+            logger.info("lane_batch_given_up", topic=topic, partition=partition)
 
     def done(self, tp: Any, records: list[Any]) -> None:
         """A batch is processed: its offsets may be committed."""
@@ -1080,6 +1145,7 @@ class BatchLane:
     def forget(self, tps: Any) -> None:
         for tp in tps:
             self._next.pop(tp, None)
+            self._fetched.pop(tp, None)
 
 
 _lanes: weakref.WeakKeyDictionary[Any, BatchLane] = weakref.WeakKeyDictionary()

@@ -104,6 +104,19 @@ class Metrics:
             "Live window panes in the rolling state (windows are merged from panes)",
             registry=r,
         )
+        self.watermark_age = Gauge(
+            f"{PREFIX}_watermark_age_seconds",
+            "Wall clock minus the event-time watermark, per keyed partition of this worker",
+            ["partition"],
+            registry=r,
+        )
+        self.watermark_source = Gauge(
+            f"{PREFIX}_watermark_holding_source",
+            "The input partition whose watermark holds the keyed partition's back (the "
+            "slowest active source; -1: every source idle, -2: a source not heard from)",
+            ["partition"],
+            registry=r,
+        )
         self.ready = Gauge(
             f"{PREFIX}_ready", "1 when partitions are assigned and tables recovered", registry=r
         )

@@ -164,7 +164,17 @@ class Settings(BaseSettings):
     idle_timeout_s: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = Field(
         60.0,
         alias="INSIGHTS_IDLE_TIMEOUT",
-        description="a partition silent this long closes windows by wall clock",
+        description=(
+            "an input partition caught up and silent this long stops holding event time "
+            "back; when all are, windows close by wall clock"
+        ),
+    )
+    max_future_s: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = Field(
+        600.0,
+        alias="INSIGHTS_MAX_FUTURE",
+        description=(
+            "an observed_at further ahead of the worker's clock is `invalid` and moves no watermark"
+        ),
     )
     emit: Annotated[Literal["changes", "final", "both"], BeforeValidator(_lower)] = Field(
         "both", alias="INSIGHTS_EMIT", description="`changes`, `final` or `both`"

@@ -33,7 +33,7 @@ from agents.rolling.records import insight_record
 from agents.rolling.state import Emission, Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
-from models.keyed import Chunk, KeyedObservation, decode_envelope
+from models.keyed import Chunk, KeyedObservation, SourceReport, decode_envelope
 from streams.faust_compat import (
     Outbound,
     commit_gate,
@@ -86,6 +86,10 @@ class RollingEngine:
         self.metrics = metrics
         self.sink = sink
         self.plan = WindowPlan(settings.windows, round(settings.grace_s * 1000))
+        # How long a source's idle report counts: at most the grace where it can (a source
+        # whose reports stop is then held again before its live input could be late), and
+        # long enough for reports every flush interval to overlap.
+        self.idle_lease_ms = round(max(settings.grace_s, 3 * settings.flush_interval_s) * 1000)
         self.dedup_ttl_ms = round(settings.dedup_ttl_s * 1000)
         self.aggregates = AGGREGATE_KINDS[settings.aggregates]
         self.emit_changes = settings.emit in ("changes", "both")
@@ -106,7 +110,6 @@ class RollingEngine:
         )
         self.coordinator = Coordinator(topics, settings)
         self.partitions: dict[int, PartitionState] = {}
-        self.last_activity: dict[int, float] = {}
         self.last_changes: dict[int, float] = {}
         self.last_persist: dict[int, float] = {}
         self._chunk_ids = itertools.count()
@@ -126,7 +129,6 @@ class RollingEngine:
         partitions = {tp.partition for tp in revoked if tp.topic == self.keyed_topic}
         for partition in partitions:
             self.partitions.pop(partition, None)
-            self.last_activity.pop(partition, None)
             self.last_changes.pop(partition, None)
             self.last_persist.pop(partition, None)
             self._waiters.pop(partition, None)  # never durable here: not acknowledged
@@ -144,7 +146,12 @@ class RollingEngine:
         state = self.partitions.get(partition)
         if state is None:
             state = PartitionState(
-                self.plan, self.dedup_ttl_ms, self.anomaly_config, self.aggregates
+                self.plan,
+                self.dedup_ttl_ms,
+                self.anomaly_config,
+                self.aggregates,
+                idle_lease_ms=self.idle_lease_ms,
+                closing_changes=self.emit_changes,
             )
             prefix = f"{partition}|".encode()
             items = [
@@ -155,7 +162,6 @@ class RollingEngine:
             state.restore(items)
             self.partitions[partition] = state
             now = time.monotonic()
-            self.last_activity[partition] = now
             self.last_changes[partition] = now
             logger.info(
                 "partition_state_restored",
@@ -198,7 +204,8 @@ class RollingEngine:
                 )
                 continue
             received_ms = int(message.timestamp * 1000)
-            chunk = (decode_envelope(message.value), received_ms)
+            items, report = decode_envelope(message.value)
+            chunk: Chunk = (items, received_ms, report)
             chunks.setdefault(message.partition, []).append(chunk)
         refused = {
             partition
@@ -229,12 +236,12 @@ class RollingEngine:
                 # its table not recovered yet: folding it in here would corrupt the state.
                 return False
             state = self.state_for(partition)
-            self.last_activity[partition] = time.monotonic()
             tracing = self.tracing.enabled
             late: list[KeyedObservation] = []
             sources_ms: list[int] = []
             duplicates = 0
-            for items, received_ms in chunks:
+            now_ms = int(time.time() * 1000)
+            for items, received_ms, report in chunks:
                 for record, trace in items:
                     outcome = state.offer(record, received_ms)
                     if outcome is Outcome.COUNTED:
@@ -248,6 +255,8 @@ class RollingEngine:
                         duplicates += 1
                     else:
                         late.append(record)
+                if report is not None:  # after its records: they came before it
+                    state.observe(report, now_ms)
             if duplicates:
                 self.metrics.duplicates.inc(duplicates)
             for record in late:
@@ -255,6 +264,15 @@ class RollingEngine:
             self._unobserved.setdefault(partition, []).extend(sources_ms)
             if not defer:  # acknowledged when this returns: persisted now, whatever is due
                 return await self._flush(partition, state, persist=True)
+        return True
+
+    async def observe(self, partition: int, report: SourceReport) -> bool:
+        """A source's report for a partition of this worker, by the direct path (a control
+        record otherwise). False when the partition's state is not here: send it over."""
+        async with self._flush_lock(partition):
+            if not self.table_ready or partition not in self.owned_partitions():
+                return False
+            self.state_for(partition).observe(report, int(time.time() * 1000))
         return True
 
     def when_durable(self, partition: int, callback: Callable[[], None]) -> bool:
@@ -276,25 +294,22 @@ class RollingEngine:
             self.metrics.latency.observe(max(0.0, (now_ms - source_ms) / 1000))
 
     async def tick(self) -> None:
-        """Timer: load silent assigned partitions, close idle ones by wall clock, and
-        publish coalesced changes that are due. The partitions flush concurrently, so
-        their round trips to Kafka overlap (each has its own lock and state)."""
+        """Timer: load silent assigned partitions, close by wall clock those whose every
+        source is idle (caught up and silent), and publish coalesced changes that are
+        due. The partitions flush concurrently, so their round trips to Kafka overlap
+        (each has its own lock and state)."""
         if not self._stable():
             return
         for partition in self.owned_partitions():
             self.state_for(partition)
-        now = time.monotonic()
         wall_ms = int(time.time() * 1000)
-        idle_s = self.settings.idle_timeout_s
         await asyncio.gather(
             *(
                 self.flush(
                     partition,
-                    advance_to_ms=wall_ms
-                    if now - self.last_activity.get(partition, now) >= idle_s
-                    else None,
+                    advance_to_ms=wall_ms if state.clock.all_idle(wall_ms) else None,
                 )
-                for partition in list(self.partitions)
+                for partition, state in list(self.partitions.items())
             )
         )
 
@@ -419,6 +434,10 @@ class RollingEngine:
         anomalies, the consensus of the closed windows, then their observers' scores.
         A record for a key with a trace parent carries the headers that continue it."""
         rolling = self.rolling_topic
+        for emission in state.take_closing_changes():  # before their finals
+            if self.emit_changes:
+                key, value = insight_record(emission, emitted_at)
+                yield rolling, key, value, self._headers(rolling, parents.get(emission.key))
         for emission in finals:
             key, value = insight_record(emission, emitted_at)
             state.record_final(

@@ -1,5 +1,5 @@
-"""The rolling state of one partition: watermark, dedup memory, and the panes of every
-(scope, entity, metric). Pure: the Faust agent feeds it observations and persists what it
+"""The rolling state of one partition: its event-time clock, dedup memory, and the panes of
+every (scope, entity, metric). Pure: the Faust agent feeds it observations and persists what it
 reports as changed, so the logic is tested without a broker."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import orjson
 
 from agents.anomaly import AnomalyConfig, BaselineState, Detection
 from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue, PaneAggregate, Summary
+from agents.rolling.clock import SourceClock, SourceReport
 from agents.rolling.windows import Window, WindowPlan
 from models.codec import right_sized
 from models.keyed import KeyedObservation
@@ -78,13 +79,23 @@ class PartitionState:
         dedup_ttl_ms: int,
         anomaly: AnomalyConfig | None = None,
         aggregates: type[PaneAggregate] = AGGREGATE_KINDS["full"],
+        *,
+        idle_lease_ms: int = 0,
+        closing_changes: bool = False,
     ) -> None:
+        """`idle_lease_ms`: how long a source's idle report counts (`SourceClock`);
+        `closing_changes`: a window closing with updates not yet taken as changes also
+        yields them as a last change (`take_closing_changes`), so the last change of a
+        window carries its final figures."""
         self.plan = plan
         self.dedup_ttl_ms = dedup_ttl_ms  # 0: no dedup (`INSIGHTS_DEDUP_TTL=0s`)
         self.aggregates = aggregates
         self.baselines = BaselineState(anomaly) if anomaly is not None else None
         self._anomalies: list[Detection] = []
-        self.watermark: int | None = None
+        self.clock = SourceClock(idle_lease_ms)
+        self.watermark: int | None = None  # the clock's, kept here for the per-event path
+        self.closing_changes = closing_changes
+        self._closed_changes: list[Emission] = []
         self._keys: dict[StateKey, _KeyState] = {}
         self._heap: list[tuple[int, StateKey]] = []
         self._finals: list[Emission] = []
@@ -170,12 +181,19 @@ class PartitionState:
         elif dirty != pane:
             self._dirty[key] = {dirty, pane}
         self._changed.add(key)
-        if watermark is None or t > watermark:
-            self.advance(t)
         return Outcome.COUNTED
+
+    def observe(self, report: SourceReport, now_ms: int) -> None:
+        """A source's progress (after the records it sent with it were offered): moves the
+        watermark to the minimum over the sources and closes what it passes."""
+        self._watermark_changed = True
+        moved = self.clock.observe(report, now_ms)
+        if moved is not None:
+            self.advance(moved)
 
     def advance(self, watermark_ms: int) -> None:
         """Move the watermark forward (never back) and close every window it passes."""
+        self.clock.advance(watermark_ms)
         if self.watermark is not None and watermark_ms <= self.watermark:
             return
         self.watermark = watermark_ms
@@ -209,7 +227,10 @@ class PartitionState:
         if close_plan is None:
             close_plan = plans[shape] = self._close_plan(shape[0], due, watermark_ms)
         closing, expired, next_close = close_plan
+        touched = self._dirty.get(key) if self.closing_changes else None
         for window, summary in self._summaries(state, closing, per_observer=True):
+            if touched is not None and _holds_any(window, touched):
+                self._closed_changes.append(Emission(key, window, summary, final=False))
             self._finals.append(Emission(key, window, summary, final=True))
         state.closed_until = watermark_ms
         for pane in expired:
@@ -320,6 +341,12 @@ class PartitionState:
         """Finals of the windows closed since the last call, in close order."""
         finals, self._finals = self._finals, []
         return finals
+
+    def take_closing_changes(self) -> list[Emission]:
+        """With `closing_changes`: the last changes of windows closed since the last call
+        that had updates no change carried yet (their figures are the finals')."""
+        changes, self._closed_changes = self._closed_changes, []
+        return changes
 
     def take_anomalies(self) -> list[Detection]:
         """Anomalies found since the last call, in arrival order."""
@@ -437,7 +464,7 @@ class PartitionState:
         self._changed.clear()
         self._removed.clear()
         if self._watermark_changed:
-            writes[_key_name("w")] = _dumps_kept(self.watermark)
+            writes[_key_name("w")] = _dumps_kept(self.clock.snapshot())
             self._watermark_changed = False
         # In chunks of a bounded size (an id is up to 129 characters): a journal record
         # stays far below the 1 MiB a broker accepts by default, however big the flush.
@@ -484,7 +511,8 @@ class PartitionState:
             value = orjson.loads(raw)
             kind = parts[0]
             if kind == "w":
-                self.watermark = value
+                self.clock.restore(value)
+                self.watermark = self.clock.watermark_ms
             elif kind == "a":
                 key: StateKey = (parts[1], parts[2], parts[3])
                 closed_until, panes = value
@@ -527,6 +555,13 @@ class PartitionState:
             watermark, self.watermark = self.watermark, None
             self.advance(watermark)
             self._watermark_changed = False
+
+
+def _holds_any(window: Window, panes: int | set[int]) -> bool:
+    """Whether `window` holds the pane `panes` or any of them."""
+    if isinstance(panes, int):
+        return window.start_ms <= panes < window.end_ms
+    return any(window.start_ms <= p < window.end_ms for p in panes)
 
 
 def _shared(metrics: tuple[str, ...]) -> tuple[str, ...]:

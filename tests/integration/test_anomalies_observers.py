@@ -18,7 +18,7 @@ from models import format_utc, from_epoch_ms
 from streams.durations import parse_windows
 from tests.support.broker import Broker
 from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
-from tests.support.scenario import BASE_MS, Scenario
+from tests.support.scenario import BASE_MS, Scenario, produce_flushers
 from tests.support.truth import Event, windows_holding
 from tests.support.worker import TopicNames, WorkerProcess
 
@@ -96,9 +96,7 @@ async def test_spikes_are_reported_once_with_exact_zscores(
         assert anomaly["subject_id"] == "s-spiky"
         assert anomaly["baseline_stddev"] > 0
     # Everything has been processed (finals of the last windows need the flushers).
-    await produce(
-        broker.bootstrap_servers, names.input, Scenario(events, []).flushers(), partition=0
-    )
+    await produce_flushers(broker.bootstrap_servers, names.input, Scenario(events, []), 4)
     await read_topic(
         broker.bootstrap_servers,
         names.rolling,
@@ -179,7 +177,7 @@ async def run_observers(
         await produce(
             broker.bootstrap_servers, names.input, scenario.payloads(events[cut:]), partition=0
         )
-    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    await produce_flushers(broker.bootstrap_servers, names.input, scenario, 4)
     worker.wait_ready()
     primary = sum(1 for (_, kind, _) in expected if kind == "tumbling")
     subjects = {e.subject_id for e in events}

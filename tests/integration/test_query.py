@@ -12,7 +12,7 @@ import pytest
 from streams.durations import parse_windows
 from tests.support.broker import Broker
 from tests.support.kafka_io import create_topic, produce, read_topic
-from tests.support.scenario import FLUSH_METRIC, final_figures, generate
+from tests.support.scenario import FLUSH_METRIC, final_figures, generate, produce_flushers
 from tests.support.worker import TopicNames, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ async def test_any_replica_answers_with_what_the_topic_shows(
     first.wait_ready()
     second.wait_ready()
     await produce(broker.bootstrap_servers, names.input, scenario.payloads(), partition=0)
-    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    await produce_flushers(broker.bootstrap_servers, names.input, scenario, 4)
     records = await read_topic(
         broker.bootstrap_servers,
         names.rolling,

@@ -18,7 +18,7 @@ from streams.durations import parse_windows
 from tests.support.broker import Broker
 from tests.support.finals import assert_exact, wait_for_finals
 from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
-from tests.support.scenario import Scenario, final_figures, generate
+from tests.support.scenario import Scenario, final_figures, generate, produce_flushers
 from tests.support.worker import TopicNames, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ async def test_finals_equal_ground_truth_and_late_events_are_dead_letters(
     await create_topic(broker.bootstrap_servers, names.input, 4)
     worker = start_worker(**ENGINE_ENV)
     await produce(broker.bootstrap_servers, names.input, scenario.payloads(), partition=0)
-    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    await produce_flushers(broker.bootstrap_servers, names.input, scenario, 4)
     worker.wait_ready()
 
     finals = await wait_for_finals(broker, names, expected)
@@ -101,7 +101,7 @@ async def test_the_minimal_set_counts_every_copy_and_keeps_only_the_basic_figure
         INSIGHTS_ANOMALY_DETECTION="false",
     )
     await produce(broker.bootstrap_servers, names.input, scenario.payloads(), partition=0)
-    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    await produce_flushers(broker.bootstrap_servers, names.input, scenario, 4)
     worker.wait_ready()
 
     finals = await wait_for_finals(broker, names, expected)
@@ -139,7 +139,7 @@ async def test_restart_midstream_keeps_finals_exact_and_duplicates_counted_once(
     await produce(
         broker.bootstrap_servers, names.input, scenario.payloads(resent + second), partition=0
     )
-    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    await produce_flushers(broker.bootstrap_servers, names.input, scenario, 4)
     replacement.wait_ready()
     assert_exact(await wait_for_finals(broker, names, expected), expected)
     assert replacement.stop() == 0
@@ -166,7 +166,7 @@ async def kill_9_halfway(
 
     replacement = start_worker(**env)
     await produce(broker.bootstrap_servers, names.input, scenario.payloads(second), partition=0)
-    await produce(broker.bootstrap_servers, names.input, scenario.flushers(), partition=0)
+    await produce_flushers(broker.bootstrap_servers, names.input, scenario, 4)
     replacement.wait_ready()
     finals = await wait_for_finals(broker, names, expected)
     assert replacement.stop() == 0

@@ -42,6 +42,21 @@ class Scenario:
             out.append((subject.encode(), encode(event)))
         return out
 
+    def source_flushers(self, partitions: int) -> list[tuple[int, bytes]]:
+        """(partition, event) per input partition, an hour after the newest event: every
+        source's watermark then passes all windows (a keyed partition waits for the
+        slowest source; an empty one would hold it until its idle timeout)."""
+        far = max(e.observed_ms for e in self.events) + 3_600_000
+        return [
+            (
+                p,
+                encode(
+                    Event(f"flush-src-{p}", "o-flush", f"flush-src-{p}", FLUSH_METRIC, 0.0, far)
+                ),
+            )
+            for p in range(partitions)
+        ]
+
     def expected(
         self, specs: Sequence[WindowSpec], *, dedup: bool = True, basic: bool = False
     ) -> dict[WindowKey, dict[str, Any]]:
@@ -133,3 +148,13 @@ def final_figures(
 
 def _ms(text: str) -> int:
     return to_epoch_ms(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+async def produce_flushers(bootstrap: str, topic: str, scenario: Scenario, partitions: int) -> None:
+    """The scenario's flushers on partition 0 (each subject's and group's watermark), then
+    one event on every partition (each source's)."""
+    from tests.support.kafka_io import produce
+
+    await produce(bootstrap, topic, scenario.flushers(), partition=0)
+    for partition, event in scenario.source_flushers(partitions):
+        await produce(bootstrap, topic, [(None, event)], partition=partition)

@@ -15,7 +15,7 @@ from agents.anomaly import AnomalyConfig
 from agents.rolling import Emission, Outcome, PartitionState, WindowPlan
 from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue
 from agents.rolling.state import JOURNAL_CHUNK_IDS, LATEST_RETENTION_MS, LATEST_SWEEP_MS
-from models.keyed import KeyedObservation
+from models.keyed import KeyedObservation, SourceReport
 from streams.durations import WindowSpec, parse_windows
 from tests.support.truth import (
     Event,
@@ -48,6 +48,15 @@ def keyed(event: Event, scope: str = "subject") -> KeyedObservation:
         0,
         0,
     )
+
+
+def offer(state: PartitionState, record: KeyedObservation, received_ms: int) -> Outcome:
+    """Offer a record from the one source (input partition 0) and report its progress
+    after it, as the ingest agent does for in-order input: the watermark then follows the
+    greatest `observed_at`."""
+    outcome = state.offer(record, received_ms)
+    state.observe(SourceReport(0, record.observed_ms, 1), now_ms=received_ms)
+    return outcome
 
 
 def figures(emission: Emission) -> dict[str, Any]:
@@ -88,7 +97,7 @@ def run(state: PartitionState, events: list[Event]) -> tuple[list[Emission], set
     finals: list[Emission] = []
     late: set[str] = set()
     for i, event in enumerate(events):
-        if state.offer(keyed(event), received_ms=i) is Outcome.LATE:
+        if offer(state, keyed(event), received_ms=i) is Outcome.LATE:
             late.add(event.event_id)
         finals.extend(state.take_finals())
     state.advance(FAR_FUTURE)
@@ -164,7 +173,7 @@ def test_restore_from_persisted_state_equals_an_uninterrupted_run(seed: int, cut
     late: set[str] = set()
     table: dict[str, bytes] = {}
     for i, event in enumerate(events[:cut]):
-        if first.offer(keyed(event), received_ms=i) is Outcome.LATE:
+        if offer(first, keyed(event), received_ms=i) is Outcome.LATE:
             late.add(event.event_id)
         finals.extend(first.take_finals())
         apply(table, first.take_persist(f"chunk-{i}")[0])
@@ -175,7 +184,7 @@ def test_restore_from_persisted_state_equals_an_uninterrupted_run(seed: int, cut
         assert second.current("subject", subject) == first.current("subject", subject)
     rest, rest_late = [], set()
     for i, event in enumerate(events[cut:], start=cut):
-        if second.offer(keyed(event), received_ms=i) is Outcome.LATE:
+        if offer(second, keyed(event), received_ms=i) is Outcome.LATE:
             rest_late.add(event.event_id)
         rest.extend(second.take_finals())
     second.advance(FAR_FUTURE)
@@ -191,9 +200,9 @@ def test_restore_from_persisted_state_equals_an_uninterrupted_run(seed: int, cut
 def test_duplicates_expire_after_the_ttl() -> None:
     state = PartitionState(WindowPlan(SPECS, GRACE_MS), dedup_ttl_ms=600_000)
     event = Event("e1", "o1", "s-1", "temp", 1.0, 1_795_780_800_000)
-    assert state.offer(keyed(event), received_ms=0) is Outcome.COUNTED
-    assert state.offer(keyed(event), received_ms=599_999) is Outcome.DUPLICATE
-    assert state.offer(keyed(event), received_ms=600_000) is Outcome.COUNTED
+    assert offer(state, keyed(event), received_ms=0) is Outcome.COUNTED
+    assert offer(state, keyed(event), received_ms=599_999) is Outcome.DUPLICATE
+    assert offer(state, keyed(event), received_ms=600_000) is Outcome.COUNTED
 
 
 def test_a_big_flush_journals_its_ids_in_bounded_chunks_that_restore_whole() -> None:
@@ -202,7 +211,7 @@ def test_a_big_flush_journals_its_ids_in_bounded_chunks_that_restore_whole() -> 
     ids = [f"event-{i:05d}-" + "x" * 116 for i in range(5000)]  # 128 characters each
     for i, event_id in enumerate(ids):
         event = Event(event_id, "o1", f"s-{i % 50}", "temp", 1.0, 1_795_780_800_000 + i)
-        assert state.offer(keyed(event), received_ms=i) is Outcome.COUNTED
+        assert offer(state, keyed(event), received_ms=i) is Outcome.COUNTED
 
     writes, _ = state.take_persist("flush-1")
 
@@ -213,7 +222,7 @@ def test_a_big_flush_journals_its_ids_in_bounded_chunks_that_restore_whole() -> 
     restored.restore([(name, value) for name, value in writes.items() if value is not None])
     for i, event_id in enumerate(ids):
         event = Event(event_id, "o1", f"s-{i % 50}", "temp", 1.0, 1_795_780_800_000 + i)
-        assert restored.offer(keyed(event), received_ms=6000) is Outcome.DUPLICATE
+        assert offer(restored, keyed(event), received_ms=6000) is Outcome.DUPLICATE
 
 
 def test_each_flush_journals_the_ids_seen_since_the_last_one_unless_expired() -> None:
@@ -226,7 +235,7 @@ def test_each_flush_journals_the_ids_seen_since_the_last_one_unless_expired() ->
         for i in range(count):
             received += step
             event = Event(f"e{flush}-{i}", "o1", "s-1", "temp", 1.0, 1_795_780_800_000 + received)
-            assert state.offer(keyed(event), received_ms=received) is Outcome.COUNTED
+            assert offer(state, keyed(event), received_ms=received) is Outcome.COUNTED
             offered.append((event.event_id, received))
         writes, _ = state.take_persist(f"flush-{flush}")
         entries = [
@@ -274,8 +283,8 @@ def test_latest_finals_answer_for_a_day_and_go_within_the_hour_after() -> None:
 def test_subject_and_group_copies_are_not_duplicates_of_each_other() -> None:
     state = PartitionState(WindowPlan(SPECS, GRACE_MS), dedup_ttl_ms=600_000)
     event = Event("e1", "o1", "s-1", "temp", 1.0, 1_795_780_800_000, group_id="g")
-    assert state.offer(keyed(event, "subject"), received_ms=0) is Outcome.COUNTED
-    assert state.offer(keyed(event, "group"), received_ms=0) is Outcome.COUNTED
+    assert offer(state, keyed(event, "subject"), received_ms=0) is Outcome.COUNTED
+    assert offer(state, keyed(event, "group"), received_ms=0) is Outcome.COUNTED
     assert state.key_count == 2
 
 
@@ -284,7 +293,7 @@ def test_changes_are_coalesced_per_key_and_window() -> None:
     state = PartitionState(plan, dedup_ttl_ms=600_000)
     for i in range(10):
         event = Event(f"e{i}", "o1", "s-1", "temp", float(i), 1_795_780_800_000 + i)
-        state.offer(keyed(event), received_ms=i)
+        offer(state, keyed(event), received_ms=i)
     changes = list(state.take_changes())
     assert [(c.final, c.summary.count) for c in changes] == [(False, 10)]
     assert list(state.take_changes()) == []
@@ -301,7 +310,7 @@ def test_changes_and_queries_give_the_figures_of_each_open_window_so_far(
     state = PartitionState(WindowPlan(SPECS, GRACE_MS), 10**9)
     counted: list[Event] = []
     for i, event in enumerate(events):
-        if state.offer(keyed(event), received_ms=i) is Outcome.COUNTED:
+        if offer(state, keyed(event), received_ms=i) is Outcome.COUNTED:
             counted.append(event)
         state.take_finals()
         if i % every:
@@ -325,7 +334,7 @@ def persisted_run(state: PartitionState, events: list[Event]) -> dict[str, bytes
     """Offer `events`, applying every persist to a table, as the changelog would hold it."""
     table: dict[str, bytes] = {}
     for i, event in enumerate(events):
-        state.offer(keyed(event), received_ms=i)
+        offer(state, keyed(event), received_ms=i)
         state.take_finals()
         apply(table, state.take_persist(f"chunk-{i}")[0])
     return table
@@ -378,15 +387,15 @@ def test_a_ttl_of_zero_turns_dedup_off_and_drops_the_journal() -> None:
     plan = WindowPlan(SPECS, GRACE_MS)
     event = Event("e1", "o1", "s-1", "temp", 1.0, 1_795_780_800_000)
     remembering = PartitionState(plan, dedup_ttl_ms=600_000)
-    assert remembering.offer(keyed(event), received_ms=0) is Outcome.COUNTED
+    assert offer(remembering, keyed(event), received_ms=0) is Outcome.COUNTED
     writes, _ = remembering.take_persist("flush-1")
     journal = sorted(name for name in writes if name.startswith('["d"'))
     assert journal
 
     forgetting = PartitionState(plan, dedup_ttl_ms=0)
     forgetting.restore([(name, value) for name, value in writes.items() if value is not None])
-    assert forgetting.offer(keyed(event), received_ms=1) is Outcome.COUNTED
-    assert forgetting.offer(keyed(event), received_ms=2) is Outcome.COUNTED
+    assert offer(forgetting, keyed(event), received_ms=1) is Outcome.COUNTED
+    assert offer(forgetting, keyed(event), received_ms=2) is Outcome.COUNTED
     windows = len(windows_holding(event.observed_ms, list(SPECS)))  # 1 tumbling, 5 hopping
     assert [c.summary.count for c in forgetting.take_changes()] == [3] * windows
     writes, _ = forgetting.take_persist("flush-2")
@@ -401,7 +410,7 @@ def test_without_anomaly_detection_no_baselines_are_kept_and_old_ones_are_delete
     values = [10.0, 10.5, 9.5, 10.0, 10.2, 9.8, 80.0]
     for i, value in enumerate(values):
         event = Event(f"e{i}", "o1", "s-1", "temp", value, 1_795_780_800_000 + i)
-        detecting.offer(keyed(event), received_ms=i)
+        offer(detecting, keyed(event), received_ms=i)
     assert [d.value for d in detecting.take_anomalies()] == [80.0]
     writes, _ = detecting.take_persist("flush-1")
     baselines = sorted(name for name in writes if name.startswith('["b"'))
@@ -410,7 +419,7 @@ def test_without_anomaly_detection_no_baselines_are_kept_and_old_ones_are_delete
     plain = PartitionState(plan, dedup_ttl_ms=600_000, anomaly=None)
     plain.restore([(name, value) for name, value in writes.items() if value is not None])
     spike = Event("e-spike", "o1", "s-1", "temp", 500.0, 1_795_780_800_100)
-    assert plain.offer(keyed(spike), received_ms=10) is Outcome.COUNTED
+    assert offer(plain, keyed(spike), received_ms=10) is Outcome.COUNTED
     assert plain.take_anomalies() == []
     writes, _ = plain.take_persist("flush-2")
     assert sorted(name for name in writes if name.startswith('["b"')) == baselines
@@ -422,7 +431,7 @@ def test_changes_skip_panes_that_closed_since_they_were_touched() -> None:
     state = PartitionState(plan, dedup_ttl_ms=600_000)
     start = 1_795_780_800_000  # a minute boundary
     for i, offset_ms in enumerate((1_000, 61_000, 95_000)):  # the last closes the first
-        state.offer(keyed(Event(f"e{i}", "o1", "s-1", "temp", 1.0, start + offset_ms)), i)
+        offer(state, keyed(Event(f"e{i}", "o1", "s-1", "temp", 1.0, start + offset_ms)), i)
     assert [(f.window.start_ms, f.summary.count) for f in state.take_finals()] == [(start, 1)]
     changes = list(state.take_changes())
     assert [(c.window.start_ms, c.summary.count) for c in changes] == [(start + 60_000, 2)]
@@ -457,3 +466,57 @@ def test_a_pane_of_one_value_is_kept_as_the_value_until_a_second_one(kind: str) 
         if kind == "basic":
             want = basic_only(want)
         assert_matches(got, want, subject)
+
+
+def test_two_sources_far_apart_in_event_time_close_on_the_slower_one() -> None:
+    """Source 1 is read hours of event time behind source 0 (a backlog): nothing is late,
+    and every final equals the reference of all events together."""
+    plan = WindowPlan(SPECS, GRACE_MS)
+    state = PartitionState(plan, dedup_ttl_ms=10**9)
+    rng = random.Random(7)
+    start = 1_795_780_800_000
+    ahead = [
+        Event(f"a{i}", "o1", "s-1", "temp", rng.random(), start + 7_200_000 + i * 900)
+        for i in range(400)
+    ]
+    behind = [
+        Event(f"b{i}", "o2", "s-1", "temp", rng.random(), start + i * 900) for i in range(400)
+    ]
+    finals: list[Emission] = []
+    for i in range(0, 400, 50):  # interleaved batches: source 0 always far ahead
+        for source, events in ((0, ahead[i : i + 50]), (1, behind[i : i + 50])):
+            for event in events:
+                assert state.offer(keyed(event), received_ms=i) is Outcome.COUNTED
+            mark = max(e.observed_ms for e in events)
+            state.observe(SourceReport(source, mark, 2), now_ms=i)
+            finals.extend(state.take_finals())
+    for source in (0, 1):
+        state.observe(SourceReport(source, FAR_FUTURE, 2), now_ms=0)
+    finals.extend(state.take_finals())
+    # All events together, in event-time order, are one in-order stream: none is late.
+    expected, late = reference(sorted(ahead + behind, key=lambda e: e.observed_ms), list(SPECS))
+    assert not late
+    got = by_window(finals)
+    assert set(got) == set(expected)
+    for key, window_events in expected.items():
+        want = expected_figures(window_events, (key[4] - key[3]) // 1000)
+        assert_matches(figures(got[key]), want, str(key))
+
+
+def test_a_window_closing_between_flushes_publishes_its_last_updates_as_a_change() -> None:
+    plan = WindowPlan([WindowSpec("tumbling", 60, 60)], GRACE_MS)
+    state = PartitionState(plan, dedup_ttl_ms=600_000, closing_changes=True)
+    start = 1_795_780_800_000
+    offer(state, keyed(Event("e0", "o1", "s-1", "temp", 1.0, start + 1_000)), 0)
+    assert [c.summary.count for c in state.take_changes()] == [1]
+    offer(state, keyed(Event("e1", "o1", "s-1", "temp", 3.0, start + 2_000)), 1)  # not taken
+    offer(state, keyed(Event("e2", "o1", "s-1", "temp", 5.0, start + 95_000)), 2)  # closes it
+    [final] = state.take_finals()
+    [last] = state.take_closing_changes()
+    assert (last.final, last.window, last.summary) == (False, final.window, final.summary)
+    assert (final.summary.count, final.summary.sum) == (2, 4.0)
+    # A window with no update since its last change has no closing change.
+    assert [c.window.start_ms for c in state.take_changes()] == [start + 60_000]
+    offer(state, keyed(Event("e3", "o1", "s-1", "temp", 5.0, start + 200_000)), 3)
+    assert [f.window.start_ms for f in state.take_finals()] == [start + 60_000]
+    assert state.take_closing_changes() == []

@@ -54,7 +54,7 @@ def test_write_table_keeps_right_sized_copies(monkeypatch: pytest.MonkeyPatch) -
 def test_a_flush_of_many_keys_holds_its_writes_in_buffers_of_their_own_size() -> None:
     from agents.anomaly import AnomalyConfig
     from agents.rolling import PartitionState, WindowPlan
-    from models.keyed import KeyedObservation
+    from models.keyed import KeyedObservation, SourceReport
     from streams.durations import parse_windows
 
     plan = WindowPlan(parse_windows("tumbling:60s,hopping:300s/60s"), 30_000)
@@ -67,12 +67,13 @@ def test_a_flush_of_many_keys_holds_its_writes_in_buffers_of_their_own_size() ->
             None, 0, 0, 0,
         )  # fmt: skip
         state.offer(record, received_ms=i)
+    state.observe(SourceReport(0, 1_795_780_800_000, 1), now_ms=keys)
 
     writes: dict[str, bytes | None] = {}
     used = traced_bytes(lambda: writes.update(state.take_persist("flush-1")[0]) or writes)
 
     values = [v for v in writes.values() if v is not None]
-    assert len(values) == 2 * keys + 2  # a state and a baseline per key, watermark, journal
+    assert len(values) == 2 * keys + 2  # a state and a baseline per key, clock, journal
     assert used <= sum(len(v) for v in values) + len(writes) * 200 + 262_144  # not 4 KiB each
 
 

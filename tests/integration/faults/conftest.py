@@ -398,6 +398,8 @@ async def drain_then_flush(broker: Broker, names: TopicNames, scenario: Scenario
     record already counted: it becomes a `late` dead letter and changes no final.)"""
     await wait_drained(broker, names)
     await produce(broker.bootstrap_servers, names.input, scenario.flushers())
+    for partition, event in scenario.source_flushers(PARTITIONS):
+        await produce(broker.bootstrap_servers, names.input, [(None, event)], partition=partition)
 
 
 async def wait_drained(broker: Broker, names: TopicNames) -> None:

@@ -344,6 +344,13 @@ async def test_poison_input_at_volume(
         for i, s in enumerate(subjects)
     ]
     await produce(bootstrap, names.input, flushers)
+    # and one on every partition: each source's watermark passes the window too
+    for partition in range(PARTITIONS):
+        event = Event(
+            f"flush-src-{partition}", "o-flush", f"flush-src-{partition}", FLUSH_METRIC, 0.0, far
+        )
+        await produce(bootstrap, names.input, [(None, encode(event))], partition=partition)
+        flushers.append((None, encode(event)))
 
     # Dead letters: exactly one per poison message, by source position.
     async def all_dead() -> bool:
