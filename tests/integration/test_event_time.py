@@ -151,8 +151,10 @@ async def test_an_input_partition_far_behind_holds_windows_until_it_catches_up(
         await produce(broker.bootstrap_servers, names.input, scenario.payloads(head), partition=p)
     env = {
         **BURST_ENV,
+        "INSIGHTS_WINDOWS": windows,
+        "INSIGHTS_EMIT": "final",
         "INSIGHTS_TOPIC_PARTITIONS": str(partitions),
-        "INSIGHTS_IDLE_TIMEOUT": "60s",
+        "INSIGHTS_IDLE_TIMEOUT": "60s",  # longer than the pause: partition 0 is not idle
     }
     [worker] = start_ready(start_worker, 1, **env)
     await poll_metric(worker, "insights_events_received_total", len(first), deadline_s=120.0)

@@ -134,3 +134,25 @@ async def test_the_lane_agent_processes_current_batches_and_drops_older_ones() -
     deferred.pop()()
     assert lane.committable(inputs0) == 5
     assert lane.committable(inputs1) is None
+
+
+async def test_a_spoiled_partition_marks_nothing_more_in_its_generation() -> None:
+    """A batch given up (its direct fold refused in a rebalance) and every later batch of its
+    partition in that generation are neither processed nor committable: the rebalance's seek
+    to the committed offsets brings them back; the next generation goes on as usual."""
+    tp, other = TopicPartition("in", 0), TopicPartition("in", 1)
+    app = _App({tp, other})
+    lane = batch_lane(app, {"in"})  # type: ignore[arg-type]
+    first, later = _records("in", 0, range(0, 3)), _records("in", 0, range(3, 6))
+    await lane.put(tp, first)
+    assert lane.fetched(tp) == 3
+    lane.processing(tp, 1)
+    lane.spoil("in", 0)
+    assert not lane.current(tp, 1)
+    assert lane.current(other, 1)  # only that partition
+    await lane.put(tp, later)
+    assert lane.fetched(tp) == 6
+    assert lane.committable(tp) is None
+    app.consumer_generation_id = 2
+    lane.processing(tp, 2)
+    assert lane.current(tp, 2)
