@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +22,7 @@ from tests.support.finals import assert_exact, wait_for_finals
 from tests.support.kafka_io import create_topic, produce, read_topic
 from tests.support.scenario import Scenario, encode, generate
 from tests.support.truth import Event
-from tests.support.worker import TopicNames, WorkerProcess
+from tests.support.worker import TopicNames, WorkerProcess, wait_metric_at_least
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +156,7 @@ async def test_an_input_partition_far_behind_holds_windows_until_it_catches_up(
         "INSIGHTS_IDLE_TIMEOUT": "60s",  # longer than the pause: partition 0 is not idle
     }
     [worker] = start_ready(start_worker, 1, **env)
-    await poll_metric(worker, "insights_events_received_total", len(first), deadline_s=120.0)
+    await wait_metric_at_least(worker, "insights_events_received_total", len(first), 120.0)
 
     await produce(broker.bootstrap_servers, names.input, scenario.payloads(held), partition=0)
     for partition, event in scenario.source_flushers(partitions):
@@ -188,14 +187,3 @@ async def test_a_far_future_event_is_invalid_and_moves_no_watermark(
     assert "INSIGHTS_MAX_FUTURE (600s)" in letter.errors[0].message
     assert json.loads(letter.value or "")["event_id"] == "from-2099"
     assert worker.stop() == 0
-
-
-async def poll_metric(worker: WorkerProcess, name: str, value: float, deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        for line in worker.metrics().splitlines():
-            if line.startswith(name + " ") and float(line.split()[1]) >= value:
-                return
-        await asyncio.sleep(0.1)
-    msg = f"{name} did not reach {value} within {deadline_s}s"
-    raise AssertionError(msg)

@@ -3,7 +3,6 @@ same generated events: exact finals, late events, duplicates, restarts, idle clo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import signal
@@ -19,7 +18,7 @@ from tests.support.broker import Broker
 from tests.support.finals import assert_exact, wait_for_finals
 from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
 from tests.support.scenario import Scenario, final_figures, generate, produce_flushers
-from tests.support.worker import TopicNames, WorkerProcess
+from tests.support.worker import TopicNames, WorkerProcess, wait_metric_at_least
 
 pytestmark = pytest.mark.integration
 
@@ -161,7 +160,7 @@ async def kill_9_halfway(
     worker = start_worker(**env)
     worker.wait_ready()
     await produce(broker.bootstrap_servers, names.input, scenario.payloads(first), partition=0)
-    await _wait_metric_at_least(worker, "insights_events_received_total", half // 2)
+    await wait_metric_at_least(worker, "insights_events_received_total", half // 2)
     worker.stop(signal.SIGKILL)
 
     replacement = start_worker(**env)
@@ -219,14 +218,3 @@ async def test_a_silent_partition_closes_its_windows_by_wall_clock(
     assert_exact(finals, expected)
     assert took <= 3 + 5, f"finals took {took:.1f}s after the partition went silent"
     assert worker.stop() == 0
-
-
-async def _wait_metric_at_least(worker: WorkerProcess, name: str, value: float) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for line in worker.metrics().splitlines():
-            if line.startswith(name + " ") and float(line.split()[1]) >= value:
-                return
-        await asyncio.sleep(0.05)
-    msg = f"{name} did not reach {value}"
-    raise AssertionError(msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -164,3 +165,17 @@ def worker_env(
     )
     env.update(overrides)
     return env
+
+
+async def wait_metric_at_least(
+    worker: WorkerProcess, name: str, value: float, deadline_s: float = 60.0
+) -> None:
+    """Poll the worker's `/metrics` until the sample `name` reaches `value`."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for line in worker.metrics().splitlines():
+            if line.startswith(name + " ") and float(line.split()[1]) >= value:
+                return
+        await asyncio.sleep(0.05)
+    msg = f"{name} did not reach {value} within {deadline_s}s"
+    raise AssertionError(msg)
