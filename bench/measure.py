@@ -130,6 +130,35 @@ def _spies(procs: list[Proc], profile_dir: Path | None, run_id: str) -> list[Pro
     return spies
 
 
+FINALS_SETTLE_S = 2.0
+FINALS_BOUND_S = 30.0
+
+
+def _settled_finals(procs: list[Proc], reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For candidates that count their finals (our worker): wait until the count has not
+    grown for FINALS_SETTLE_S (bounded), so the CPU taken covers the finals the input
+    caused, not only its folding. (Finals close on the slowest input partition's
+    watermark, which reaches the other keyed partitions on the next ingest timer run:
+    counting only up to the last input event would leave some of that work out.)"""
+
+    def finals(rs: list[dict[str, Any]]) -> int | None:
+        counts = [r.get("counters", {}).get("finals") for r in rs]
+        return None if any(c is None for c in counts) else sum(counts)
+
+    last = finals(reports)
+    if last is None:
+        return reports
+    bound = time.time() + FINALS_BOUND_S
+    steady_since = time.time()
+    while time.time() < bound and time.time() - steady_since < FINALS_SETTLE_S:
+        time.sleep(POLL_S)
+        reports = _progress(procs)
+        now = finals(reports)
+        if now != last:
+            last, steady_since = now, time.time()
+    return reports
+
+
 def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
                    profile_dir: Path | None = None) -> Outcome:  # fmt: skip
     """Start the candidate on the preloaded input; wait until it has processed spec.target
@@ -157,7 +186,7 @@ def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
                 raise Failed(msg)
             time.sleep(POLL_S)
         time.sleep(POLL_S * 2)  # one more report each, for the CPU at the end
-        reports = _progress(procs)
+        reports = _settled_finals(procs, _progress(procs))
         broker.sample()
         rss_kb = sum(peak_rss_kb(p.pid) for p in procs if p.alive())
         first = min(r["first"] for r in reports if r["first"] is not None)
