@@ -257,8 +257,11 @@ class Ingest:
             for destination, report in self.progress.due(
                 tp.partition, fetch, destinations, now_s, now_ms
             ):
-                local = self.local if direct and destination == tp.partition else None
-                if local is not None and await local.observe(destination, report):
+                if direct and destination == tp.partition and self.local is not None:
+                    # Only by the direct path, as its records go: over the keyed topic it
+                    # could overtake records of this source still to be folded in here.
+                    if not await self.local.observe(destination, report):
+                        self.progress.untell(tp.partition, destination)  # again next time
                     continue
                 deliveries.extend(await self._send(tp.partition, destination, [], report))
         await asyncio.gather(*deliveries)

@@ -106,6 +106,12 @@ class SourceProgress:
             state.told[destination] = mark
         return [(destination, report) for destination in due]
 
+    def untell(self, source: int, destination: int) -> None:
+        """A report to `destination` did not arrive (refused): it is due again."""
+        state = self._by_source.get(source)
+        if state is not None:
+            state.told.pop(destination, None)
+
     def forget(self, sources: set[int]) -> None:
         """Revoked partitions: their next owner rebuilds their progress from its input."""
         for source in sources:

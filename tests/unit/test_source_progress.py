@@ -19,6 +19,8 @@ def test_progress_goes_once_to_each_partition_not_told_yet() -> None:
     behind = FetchState(10, 50, NOW_MS, 10, True)
     assert [d for d, _ in progress.due(2, behind, 3, now_s=1, now_ms=NOW_MS)] == [0, 2]
     assert progress.due(2, behind, 3, now_s=2, now_ms=NOW_MS) == []  # nothing new
+    progress.untell(2, 0)  # refused there: due again
+    assert [d for d, _ in progress.due(2, behind, 3, now_s=2, now_ms=NOW_MS)] == [0]
     progress.read(2, 4_000, read_to=11, now_s=3)  # an older event: the mark stays
     assert progress.due(2, behind, 3, now_s=3, now_ms=NOW_MS) == []
 
