@@ -101,6 +101,9 @@ class Ingest:
         now_s, received_ms = time.monotonic(), int(time.time() * 1000)
         latest_ms = received_ms + round(self.max_future_s * 1000)
         marks: dict[int, int] = {}  # source -> greatest valid observed_at in this batch
+        # Every send of the batch (dead letters, keyed records, control records): awaited
+        # before the batch may be acknowledged; one that fails fails the batch.
+        deliveries: list[Awaitable[Any]] = []
         valid = 0
         for message in records:
             if self.tracing.enabled:
@@ -115,11 +118,11 @@ class Ingest:
                     headers = current_headers()
                     failure = self._route(message, envelopes, local, headers, latest_ms, marks)
                     if failure is not None:
-                        await self._dead_letter(message, failure, headers)
+                        deliveries.append(await self._dead_letter(message, failure, headers))
             else:  # per event: no coroutine unless it is a dead letter
                 failure = self._route(message, envelopes, local, None, latest_ms, marks)
                 if failure is not None:
-                    await self._dead_letter(message, failure, None)
+                    deliveries.append(await self._dead_letter(message, failure, None))
             valid += failure is None
         # The batch's progress goes with its records: a keyed partition learns it only
         # after the records that made it (the same partition, or the same direct fold).
@@ -128,7 +131,6 @@ class Ingest:
             read_to[message.partition] = message.offset + 1
         for source, offset in read_to.items():
             self.progress.read(source, marks.get(source), offset, now_s)
-        deliveries: list[Awaitable[Any]] = []
         defer = on_done is not None
         refused = False
         if local and self.local is not None:
@@ -182,17 +184,20 @@ class Ingest:
                 offset=message.offset,
                 timestamp_ms=message.timestamp,
             )
+            observed_ms = records[0].observed_ms
+            if observed_ms > latest_ms:
+                return self._too_far_ahead(records[0].event_id)
+            traceparent = dict(headers).get("traceparent") if headers else None
+            trace = traceparent.decode() if traceparent else None
+            routes = [(key_partition(self.app, self.keyed_topic, r.kafka_key), r) for r in records]
         except DecodeError as exc:
             return exc
-        observed_ms = records[0].observed_ms
-        if observed_ms > latest_ms:
-            return self._too_far_ahead(records[0].event_id)
+        except Exception as exc:  # one message's content: it fails, not the partition
+            return _unprocessable(exc)
+        # Filed only once every record of the message could be routed: all or none.
         if observed_ms > marks.get(source, observed_ms - 1):
             marks[source] = observed_ms
-        traceparent = dict(headers).get("traceparent") if headers else None
-        trace = traceparent.decode() if traceparent else None
-        for record in records:
-            destination = key_partition(self.app, self.keyed_topic, record.kafka_key)
+        for destination, record in routes:
             if local is not None and destination == source:
                 local.setdefault(source, []).append((record, trace))
             else:
@@ -273,10 +278,18 @@ class Ingest:
 
     async def _dead_letter(
         self, message: Any, failure: DecodeError, headers: Headers | None
-    ) -> None:
-        await self.sink.send(
+    ) -> Awaitable[None]:
+        return await self.sink.send(
             message, failure.reason, failure.errors, headers=headers, event_id=failure.event_id
         )
+
+
+def _unprocessable(exc: Exception) -> DecodeError:
+    """Any other failure while handling one message's content: its dead letter names the
+    exception (type and message), never the value."""
+    logger.warning("message_unprocessable", error_type=type(exc).__name__)
+    message = f"{type(exc).__name__}: {exc}"[:500]
+    return DecodeError(DeadLetterReason.UNPROCESSABLE, [FieldError(field="", message=message)])
 
 
 def attach_ingest(

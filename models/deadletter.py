@@ -21,6 +21,7 @@ class DeadLetterReason(StrEnum):
     LATE = "late"
     TOO_LARGE = "too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
+    UNPROCESSABLE = "unprocessable"  # any other failure while handling the message's content
 
 
 class FieldError(BaseModel):

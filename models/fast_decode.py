@@ -28,6 +28,7 @@ from models.observation import (
     SCHEMA_VERSION,
     Observation,
     parse_observed_at,
+    valid_unicode,
 )
 from models.timefmt import to_epoch_ms
 
@@ -75,6 +76,9 @@ def _fast(
         and type(subject_id) is str
         and 0 < len(subject_id) <= ENTITY_MAX_CHARS
         and type(metric) is str
+        and valid_unicode(event_id)
+        and valid_unicode(observer_id)
+        and valid_unicode(subject_id)
     ):
         return None
     known = _known_metrics.get(metric)
@@ -107,7 +111,7 @@ def _fast(
         return None
     group_id = doc.get("group_id")
     if group_id is not None and not (
-        type(group_id) is str and 0 < len(group_id) <= ENTITY_MAX_CHARS
+        type(group_id) is str and 0 < len(group_id) <= ENTITY_MAX_CHARS and valid_unicode(group_id)
     ):
         return None
     attributes = doc.get("attributes")
@@ -116,6 +120,8 @@ def _fast(
             return None
         for name, text in attributes.items():  # a loop: no generator per event
             if type(name) is not str or type(text) is not str:
+                return None
+            if not (valid_unicode(name) and valid_unicode(text)):
                 return None
     version = doc.get("schema_version", SCHEMA_VERSION)
     if type(version) is not int or version != SCHEMA_VERSION:

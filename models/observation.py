@@ -21,6 +21,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Observation",
     "parse_observed_at",
+    "valid_unicode",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -57,6 +58,25 @@ Attributes = Annotated[
 ]
 
 
+def valid_unicode(text: str) -> bool:
+    """Whether `text` is valid Unicode: no lone surrogate (`"\\ud800"` is valid JSON, but
+    no UTF-8 can carry it, so no record written from it could be sent)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unicode(text: str) -> str:
+    if not valid_unicode(text):
+        msg = "contains a lone surrogate (not valid Unicode)"
+        raise ValueError(msg)
+    return text
+
+
 def parse_observed_at(raw: Any) -> datetime:
     """Turn an RFC 3339 string (offset required) or epoch milliseconds into a UTC datetime.
 
@@ -83,10 +103,13 @@ def parse_observed_at(raw: Any) -> datetime:
             text = f"{head}.{digits.group()[:6].ljust(6, '0')}{rest[digits.end() :]}"
         try:
             parsed = datetime.fromisoformat(text)
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
+            msg = "out of range: in UTC it falls outside years 1 to 9999"
+            raise ValueError(msg) from exc
         except ValueError as exc:
             msg = f"not a valid date-time: {exc}"
             raise ValueError(msg) from exc
-        return parsed.astimezone(UTC)
     msg = f"must be an RFC 3339 string or epoch milliseconds, not {type(raw).__name__}"
     raise TypeError(msg)
 
@@ -118,6 +141,20 @@ class Observation(BaseModel):
             return parse_observed_at(raw)
         except TypeError as exc:
             raise ValueError(str(exc)) from exc
+
+    @field_validator("event_id", "observer_id", "subject_id", "group_id", mode="after")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return None if value is None else _unicode(value)
+
+    @field_validator("attributes", mode="after")
+    @classmethod
+    def _attributes(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            for name, text in value.items():
+                _unicode(name)
+                _unicode(text)
+        return value
 
     @field_validator("value", mode="after")
     @classmethod

@@ -40,7 +40,9 @@ def fast(raw: bytes | None) -> list[KeyedObservation] | tuple[str, tuple[Any, ..
 def strings(max_size: int) -> st.SearchStrategy[str]:
     return st.one_of(
         st.text(max_size=max_size),
-        st.sampled_from(["", "temp", "cpu.load:1", "a b", "temp\n", "é", "x" * (max_size + 1)]),
+        st.sampled_from(
+            ["", "temp", "cpu.load:1", "a b", "temp\n", "é", "s\ud800", "x" * (max_size + 1)]
+        ),
     )
 
 
@@ -58,6 +60,8 @@ OBSERVED_AT: st.SearchStrategy[Any] = st.one_of(
             "2026-11-27T12:00:03.120Z",
             "2026-11-27T12:00:03.123456789+02:00",
             "2026-11-27t12:00:03z",
+            "9999-12-31T23:59:59-23:59",
+            "0001-01-01T00:00:00+23:59",
             "2026-11-27T12:00:03",
             "2026-13-27T12:00:03Z",
             "0001-01-01T00:00:00Z",

@@ -186,3 +186,43 @@ def test_dead_letters_name_the_event_id_when_it_can_be_read() -> None:
     assert rejected(encode(schema_version=2)).event_id == "evt-1"
     assert rejected(encode(event_id=7, value="x")).event_id is None
     assert rejected(b"[1]").event_id is None
+
+
+LONE = "s\ud800"  # valid JSON once escaped ("s\\ud800"), but no UTF-8 can carry it
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"event_id": LONE}, "event_id"),
+        ({"observer_id": LONE}, "observer_id"),
+        ({"subject_id": LONE}, "subject_id"),
+        ({"group_id": LONE}, "group_id"),
+        ({"attributes": {"site": LONE}}, "attributes"),
+        ({"attributes": {LONE: "a"}}, "attributes"),
+    ],
+)
+def test_a_lone_surrogate_in_any_string_field_is_invalid(
+    changes: dict[str, Any], field: str
+) -> None:
+    raw = encode(**changes)
+    assert b"\\ud800" in raw
+    error = rejected(raw)
+    assert error.reason is DeadLetterReason.INVALID
+    assert any(e.field.startswith(field) for e in error.errors), error.errors
+
+
+@pytest.mark.parametrize(
+    "observed_at",
+    ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"],
+)
+def test_offsets_past_the_ends_of_the_date_range_are_invalid(observed_at: str) -> None:
+    error = rejected(encode(observed_at=observed_at))
+    assert error.reason is DeadLetterReason.INVALID
+    assert [e.field for e in error.errors] == ["observed_at"]
+    assert "out of range" in error.errors[0].message
+
+
+def test_non_ascii_text_that_is_valid_unicode_is_accepted() -> None:
+    observation = accepted(encode(subject_id="Zürich-☃", attributes={"ort": "Genève"}))
+    assert observation.subject_id == "Zürich-☃"
