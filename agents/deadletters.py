@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
 
 import faust
 import structlog
@@ -76,9 +76,9 @@ class DeadLetterSink:
         errors: Sequence[FieldError],
         headers: list[tuple[str, bytes]] | None = None,
         event_id: str | None = None,
-    ) -> None:
-        """Dead-letter an input message as it was read."""
-        await self.send_record(
+    ) -> Awaitable[None]:
+        """Dead-letter an input message as it was read (see `send_record`)."""
+        return await self.send_record(
             headers=headers,
             event_id=event_id,
             source=(message.topic, message.partition),
@@ -104,8 +104,10 @@ class DeadLetterSink:
         errors: Sequence[FieldError],
         event_id: str | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
-        """Send one dead letter (keyed like its source) and count it.
+    ) -> Awaitable[None]:
+        """Send one dead letter (keyed like its source); returns its delivery, to await
+        before the offsets that caused it commit: it raises if Kafka refused the letter
+        (after the client's retries), and counts the letter once it is delivered.
 
         `source` is the (topic, partition) whose processing found it, for transactions.
         """
@@ -119,7 +121,7 @@ class DeadLetterSink:
             errors=errors,
             event_id=event_id,
         )
-        await send_caused_by(
+        sent = await send_caused_by(
             self._app,
             self._topic,
             key,
@@ -128,7 +130,6 @@ class DeadLetterSink:
             source_partition=source[1],
             headers=headers,
         )
-        self._metrics.dead_letters.labels(reason=reason.value).inc()
         logger.warning(
             "dead_letter",
             reason=reason.value,
@@ -137,3 +138,21 @@ class DeadLetterSink:
             offset=offset,
             errors=[f"{e.field}: {e.message}" for e in errors[:5]],
         )
+        return self._delivered(sent, reason, (topic, partition, offset))
+
+    async def _delivered(
+        self, sent: Awaitable[Any], reason: DeadLetterReason, where: tuple[str, int, int]
+    ) -> None:
+        try:
+            await sent
+        except Exception as exc:
+            logger.error(
+                "dead_letter_not_delivered",
+                deadletter_topic=self._topic,
+                topic=where[0],
+                partition=where[1],
+                offset=where[2],
+                error=repr(exc),
+            )
+            raise
+        self._metrics.dead_letters.labels(reason=reason.value).inc()

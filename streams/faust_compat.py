@@ -864,6 +864,15 @@ def commit_gate(app: faust.App) -> CommitGate:
     return gate
 
 
+def work_failure(app: Any) -> BaseException | None:
+    """Why the app's work failed (`CommitGate.fail`), None while it has not (or no gate)."""
+    try:
+        gate = _gates.get(app)
+    except TypeError:  # not weak-referenceable: no gate was ever made for it
+        return None
+    return gate.failed if gate is not None else None
+
+
 def _sent_in(producer: Any) -> set[str]:
     """Transactional ids that sent records since their last commit (Faust's producer)."""
     sent: set[str] = producer.__dict__.setdefault("_insights_sent_in", set())

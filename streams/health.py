@@ -7,6 +7,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from streams.faust_compat import work_failure
 from streams.metrics import Metrics
 
 __all__ = ["Readiness", "broker_lost", "install_health_views"]
@@ -63,6 +64,9 @@ class Readiness:
         """Why the worker is not ready (empty when it is)."""
         app = self._app
         reasons = []
+        failed = work_failure(app)
+        if failed is not None:
+            reasons.append(f"failed: {failed!r} (the worker is stopping)")
         if not self._assigned:
             reasons.append("waiting for partition assignment")
         elif broker_lost(app):

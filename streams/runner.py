@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 from streams.app import create_app
 from streams.embedded import EmbeddedBroker
 from streams.errors import ConfigError
+from streams.faust_compat import commit_gate
 from streams.gc_tuning import tune_collector
 from streams.heap import limit_arenas
 from streams.kafka import check_access, ensure_topics
@@ -73,6 +74,25 @@ class InsightsWorker(faust.Worker):
         """mode opens pdb on SIGUSR2, which would stall a worker that has no terminal; dump
         every task's stack to stderr instead, as SIGUSR1 does (for a stuck worker)."""
         self._on_sigusr1()
+
+    def watch_failure(self, app: faust.App) -> None:
+        """A failed unit of work (`commit_gate(app).fail`) fails the process: stop as on
+        SIGTERM (nothing more is committed), exit non-zero within the shutdown bound, so the
+        orchestrator restarts it; never alive but idle. Polled from a daemon thread: the
+        failure may have left the event loop's own services crashed."""
+        gate = commit_gate(app)
+        loop = self.loop
+
+        def watch() -> None:
+            while gate.failed is None:
+                time.sleep(0.1)
+            self.failed = True
+            logger.error("worker_failed_exiting", error=repr(gate.failed))
+            loop.call_soon_threadsafe(self._schedule_shutdown, signal.SIGTERM)
+
+        threading.Thread(target=watch, name="failure-watch", daemon=True).start()
+
+    failed: bool = False
 
     def _shutdown_overdue(self) -> None:
         logger.error("shutdown_overdue_exit", bound_s=self.shutdown_timeout_s)
@@ -130,11 +150,13 @@ def run_worker(settings: Settings) -> int:
         )
         worker.spinner = None
         worker.shutdown_timeout_s = settings.shutdown_timeout_s
+        worker.watch_failure(insights.app)
         tune_collector()  # the app is built: freeze it, then collect less often
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+            code = code or (1 if worker.failed else 0)
             logger.info("worker_stopped", exit_code=code)
             return code
-    return 0
+    return 1 if worker.failed else 0

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -259,8 +259,10 @@ class RollingEngine:
                     state.observe(report, now_ms)
             if duplicates:
                 self.metrics.duplicates.inc(duplicates)
-            for record in late:
-                await self._dead_letter_late(partition, record, state)
+            # Delivered before anything of the fold can be acknowledged.
+            await asyncio.gather(
+                *[await self._dead_letter_late(partition, record, state) for record in late]
+            )
             self._unobserved.setdefault(partition, []).extend(sources_ms)
             if not defer:  # acknowledged when this returns: persisted now, whatever is due
                 return await self._flush(partition, state, persist=True)
@@ -497,14 +499,14 @@ class RollingEngine:
 
     async def _dead_letter_late(
         self, partition: int, record: KeyedObservation, state: PartitionState
-    ) -> None:
+    ) -> Awaitable[None]:
         self.metrics.late.inc()
         watermark = state.watermark
         message = (
             f"every {record.scope} window holding observed_at has closed: the watermark is "
             f"{format_utc(from_epoch_ms(watermark or 0))}, grace {self.settings.grace_s:g}s"
         )
-        await self.sink.send_record(
+        return await self.sink.send_record(
             source=(self.keyed_topic, partition),
             topic=self.settings.input_topic,
             partition=record.source_partition,

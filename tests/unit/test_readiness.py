@@ -77,3 +77,17 @@ def test_broker_lost_when_coordinator_dead_or_no_connection_is_open() -> None:
     assert broker_lost(_consumer_app(1, [False, False]))  # every socket saw EOF
     assert broker_lost(_consumer_app(1, []))
     assert not broker_lost(SimpleNamespace())  # not started: no opinion
+
+
+def test_a_failed_unit_of_work_makes_the_worker_not_ready_at_once() -> None:
+    import faust
+
+    from streams.faust_compat import commit_gate
+    from streams.health import Readiness
+    from streams.metrics import Metrics
+
+    app = faust.App("readiness-failure-test")
+    readiness = Readiness(app, Metrics())
+    commit_gate(app).fail(RuntimeError("send refused"))
+    reasons = readiness.reasons()
+    assert reasons[0] == "failed: RuntimeError('send refused') (the worker is stopping)"
