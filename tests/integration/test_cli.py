@@ -194,22 +194,21 @@ def test_worker_counts_exactly_what_produce_says_it_sent(
         cli_env,
         "produce",
         "--count", "600", "--rate", "0", "--seed", "5", "--subjects", "30",
-        "--invalid-share", "0.1", "--duplicate-share", "0.05", "--late-share", "0.05",
+        "--invalid-share", "0.1", "--duplicate-share", "0.05", "--late-share", "0",
         "--spike-share", "0.02", "--no-progress", "--summary-json", str(summary_path),
     )  # fmt: skip
+    # No late share: sent at once, an event hours old is late only once every input
+    # partition's watermark has passed its windows, which a burst does not promise
+    # (late events: tests/integration/test_event_time.py and test_rolling.py).
     assert produced.returncode == 0, produced.stderr
     summary = json.loads(summary_path.read_text())
-    assert summary["sent"] == {
-        "valid": 468,
-        "spike": 12,
-        "invalid": 60,
-        "duplicate": 30,
-        "late": 30,
-    }
+    assert sum(summary["sent"].values()) == 600
+    assert summary["sent"]["late"] == 0
+    assert summary["sent"]["invalid"] == 60
     expected = {k: float(v) for k, v in summary["expected_worker_counts"].items()}
-    # Every subject is in a group: each duplicate and each late event counts in two scopes.
-    assert expected["duplicates"] == 60
-    assert expected["late_events"] == 60
+    # Every subject is in a group: each duplicate counts in two scopes.
+    assert expected["duplicates"] == 2 * summary["sent"]["duplicate"] > 0
+    assert expected["late_events"] == 0
 
     deadline = time.monotonic() + 90
     counters = _counters(worker)

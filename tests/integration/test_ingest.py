@@ -41,7 +41,7 @@ DESIGN_EXAMPLE = {
 
 def unpack(messages: list[Any]) -> list[tuple[KeyedObservation, str | None]]:
     """The keyed records inside the keyed topic's envelopes."""
-    return [item for message in messages for item in decode_envelope(message.value)]
+    return [item for message in messages for item in decode_envelope(message.value)[0]]
 
 
 def murmur_partition(key: bytes, partitions: int) -> int:
@@ -92,7 +92,7 @@ async def test_example_and_one_bad_message_leave_exactly_one_dead_letter(
     # its scope's key (the envelope's partition is that key's).
     by_key = {record.kafka_key: record for record, _ in unpack(keyed)}
     for message in keyed:
-        for record, _ in decode_envelope(message.value):
+        for record, _ in decode_envelope(message.value)[0]:
             assert message.partition == murmur_partition(record.kafka_key, 4)
     assert sorted(by_key) == [b"group:site-7", b"s-17"]
     expected = Observation.model_validate(DESIGN_EXAMPLE)
