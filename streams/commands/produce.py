@@ -91,6 +91,8 @@ class ProduceReport:
             },
             # What a worker that starts on a fresh topic must count for this run (each
             # duplicate and late event is counted once per scope: subject, and group).
+            # Late events are late only once every input partition's watermark has passed
+            # their windows: exact for a paced stream, an upper bound for a burst.
             "expected_worker_counts": {
                 "events_received": self.total,
                 "events_valid": accepted,
