@@ -420,7 +420,7 @@ async def wait_drained(broker: Broker, names: TopicNames) -> None:
         last = now
         return settled
 
-    await poll(drained, 180.0, "input and keyed topic drained", period_s=1.5)
+    await poll(drained, 300.0, "input and keyed topic drained", period_s=1.5)
 
 
 def assert_nothing_lost(finals: dict[Any, list[dict[str, Any]]], expected: dict[Any, Any]) -> bool:
