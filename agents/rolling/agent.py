@@ -270,7 +270,8 @@ class RollingEngine:
 
     async def observe(self, partition: int, report: SourceReport) -> bool:
         """A source's report for a partition of this worker, by the direct path (a control
-        record otherwise). False when the partition's state is not here: send it over."""
+        record otherwise). False when the partition's state is not here or not recovered:
+        the caller reports it again later, never over the keyed topic."""
         async with self._flush_lock(partition):
             if not self.table_ready or partition not in self.owned_partitions():
                 return False
@@ -436,10 +437,10 @@ class RollingEngine:
         anomalies, the consensus of the closed windows, then their observers' scores.
         A record for a key with a trace parent carries the headers that continue it."""
         rolling = self.rolling_topic
-        for emission in state.take_closing_changes():  # before their finals
-            if self.emit_changes:
-                key, value = insight_record(emission, emitted_at)
-                yield rolling, key, value, self._headers(rolling, parents.get(emission.key))
+        # Before their finals; collected only when changes are emitted (`closing_changes`).
+        for emission in state.take_closing_changes():
+            key, value = insight_record(emission, emitted_at)
+            yield rolling, key, value, self._headers(rolling, parents.get(emission.key))
         for emission in finals:
             key, value = insight_record(emission, emitted_at)
             state.record_final(
