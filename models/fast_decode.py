@@ -11,7 +11,6 @@ path only ever accepts what the model accepts, with the same field values
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from typing import Any, Final
@@ -26,6 +25,7 @@ from models.observation import (
     METRIC_CHARS,
     MIN_EPOCH_MS,
     SCHEMA_VERSION,
+    VALUE_MAX,
     Observation,
     parse_observed_at,
     valid_unicode,
@@ -91,7 +91,7 @@ def _fast(
         known = _known_metrics[metric] = sys.intern(metric)
     value = doc.get("value")
     if type(value) is float:
-        if not math.isfinite(value):
+        if not -VALUE_MAX <= value <= VALUE_MAX:  # also NaN
             return None
     elif type(value) is int and -_EXACT_INT < value < _EXACT_INT:
         value = float(value)

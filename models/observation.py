@@ -19,6 +19,7 @@ __all__ = [
     "METRIC_CHARS",
     "MIN_EPOCH_MS",
     "SCHEMA_VERSION",
+    "VALUE_MAX",
     "Observation",
     "parse_observed_at",
     "valid_unicode",
@@ -38,6 +39,9 @@ ID_MAX_CHARS: Final = 128  # event_id, observer_id, metric
 ENTITY_MAX_CHARS: Final = 256  # subject_id, group_id
 METRIC_CHARS: Final = r"[A-Za-z0-9_.:-]+"
 MAX_ATTRIBUTES: Final = 32
+# Largest |value|: a window's sum and sum of squared deviations (Welford's M2) then stay
+# finite for up to 10^8 values, so every figure of a window can be represented.
+VALUE_MAX: Final = 1e150
 
 EventId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ID_MAX_CHARS)]
 ObserverId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ID_MAX_CHARS)]
@@ -161,6 +165,9 @@ class Observation(BaseModel):
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):
             msg = "must be finite"
+            raise ValueError(msg)
+        if abs(value) > VALUE_MAX:
+            msg = f"magnitude above {VALUE_MAX:g}: its window figures could not be represented"
             raise ValueError(msg)
         return value
 
