@@ -22,7 +22,7 @@ def parse_duration(text: str) -> float:
     return float(number) * _UNIT_SECONDS[unit or "s"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)  # windows of two families can tie
 class WindowSpec:
     """An epoch-aligned event-time window family: every `[s, s+size)` with `s % step == 0`."""
 
