@@ -99,6 +99,11 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "producer_max_request_size": PRODUCER_MAX_REQUEST_BYTES,
         "producer_linger": settings.producer_linger_s,
         "producer_max_batch_size": settings.producer_batch_bytes,
+        # Every producer Faust builds (transactional ones too) and every batch made with
+        # `create_batch` (the batch lane) take it; aiokafka's None is Kafka's `none`.
+        "producer_compression_type": (
+            None if settings.compression_type == "none" else settings.compression_type
+        ),
         # Faust would also read its settings from same-named variables (`WEB_PORT`,
         # `BROKER`, `PRODUCER_LINGER`...), over these: Kubernetes sets `<SERVICE>_PORT`
         # variables. The INSIGHTS_* settings are the only configuration.

@@ -52,6 +52,7 @@ def test_windows_and_durations_from_the_process_environment(
         ("INSIGHTS_METRICS_PORT", "70000"),
         ("INSIGHTS_PRODUCER_BATCH_SIZE", "100"),
         ("INSIGHTS_PRODUCER_LINGER", "2s"),
+        ("INSIGHTS_COMPRESSION_TYPE", "brotli"),
         ("KAFKA_SECURITY_PROTOCOL", "TLS"),
     ],
 )
