@@ -37,6 +37,9 @@ class ConsensusRecord(BaseModel):
     consensus: float
     spread: float
     observers: tuple[ObserverScore, ...]
+    # More observers than INSIGHTS_MAX_OBSERVERS_PER_WINDOW reported in the window: the
+    # consensus is of the first ones kept (`observers` lists them).
+    observers_truncated: bool = False
     emitted_at: UtcDatetime
 
 

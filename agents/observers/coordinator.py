@@ -70,6 +70,7 @@ class Coordinator:
                 }
                 for s in result.standings
             ],
+            "observers_truncated": final.summary.observers_truncated,
             "emitted_at": stamp_utc(emitted_at),
         }
         if spec == self.primary:

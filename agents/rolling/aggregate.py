@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Final, NamedTuple, Self
+from typing import Any, ClassVar, Final, NamedTuple, Self
 
+from agents.rolling.distinct import DistinctCounter
 from agents.rolling.sketch import QuantileSketch
 
 __all__ = [
@@ -63,10 +64,14 @@ class Summary(NamedTuple):
     observers: int | None = None
     # (observer, count, sum, last ms), by observer; empty when not kept or not asked for
     per_observer: tuple[tuple[str, int, float, int], ...] = ()
+    # More observers than `Aggregate.max_observers`: `per_observer` holds the first of them
+    # only, and `observers` is estimated (`DistinctCounter`).
+    observers_truncated: bool = False
 
 
 _NO_TIME: Final = 1 << 62  # first_ms of an empty basic aggregate (-: its last_ms)
 _BASIC_STATE_LEN: Final = 6  # BasicAggregate.to_state: count, partials, min, max, first, last
+_FULL_STATE_LEN: Final = 10  # Aggregate.to_state, without its observer overflow
 
 
 def _basic_summary(
@@ -242,9 +247,19 @@ class Aggregate(PaneAggregate):
         "mean",
         "min",
         "observers",
+        "overflow",
         "partials",
         "sketch",
     )
+
+    # Observers whose figures a pane (or window) keeps, at most: `capped` makes a kind with
+    # another bound (INSIGHTS_MAX_OBSERVERS_PER_WINDOW).
+    max_observers: ClassVar[int] = 100
+
+    @classmethod
+    def capped(cls, max_observers: int) -> type[Aggregate]:
+        """This kind keeping figures of at most `max_observers` observers."""
+        return type(cls.__name__, (cls,), {"__slots__": (), "max_observers": max_observers})
 
     def __init__(self) -> None:
         self.count = 0
@@ -258,6 +273,8 @@ class Aggregate(PaneAggregate):
         self.first: tuple[int, str, float] | None = None
         self.last: tuple[int, str, float] | None = None
         self.observers: dict[str, list[float]] = {}  # observer -> [count, sum, last ms]
+        # Beyond `max_observers`: counts every observer (also those in `observers`).
+        self.overflow: DistinctCounter | None = None
         self.sketch = QuantileSketch()
         self.basic_only = False
 
@@ -283,13 +300,26 @@ class Aggregate(PaneAggregate):
             self.last = (observed_ms, event_id, value)
         stats = self.observers.get(observer)
         if stats is None:
-            self.observers[observer] = [1, value, observed_ms]
+            self._new_observer(observer, [1, value, observed_ms])
         else:
             stats[0] += 1
             stats[1] += value
             if observed_ms > stats[2]:
                 stats[2] = observed_ms
         self.sketch.add(value)
+
+    def _new_observer(self, observer: str, stats: list[float]) -> None:
+        """Keep a new observer's figures while there is room; count it either way."""
+        observers = self.observers
+        if len(observers) < self.max_observers:
+            observers[observer] = stats
+            if self.overflow is not None:
+                self.overflow.add(observer)
+            return
+        if self.overflow is None:
+            self.overflow = DistinctCounter()
+            self.overflow.add_all(observers)
+        self.overflow.add(observer)
 
     def merge(self, other: Aggregate) -> None:
         """Fold another aggregate in (Chan et al. for mean and M2)."""
@@ -327,11 +357,16 @@ class Aggregate(PaneAggregate):
             and (theirs[0] > last[0] or (theirs[0] == last[0] and theirs[1] > last[1]))
         ):
             self.last = theirs
+        if other.overflow is not None:
+            if self.overflow is None:
+                self.overflow = DistinctCounter()
+                self.overflow.add_all(self.observers)
+            self.overflow.merge(other.overflow)
         observers = self.observers
         for observer, (n, total_value, last_ms) in other.observers.items():
             stats = observers.get(observer)
             if stats is None:
-                observers[observer] = [n, total_value, last_ms]
+                self._new_observer(observer, [n, total_value, last_ms])
             else:
                 stats[0] += n
                 stats[1] += total_value
@@ -347,6 +382,7 @@ class Aggregate(PaneAggregate):
         self.min, self.max = other.min, other.max
         self.first, self.last = other.first, other.last
         self.observers = {k: v.copy() for k, v in other.observers.items()}
+        self.overflow = other.overflow.copy() if other.overflow is not None else None
         self.sketch = other.sketch.copy()
         self.basic_only = self.basic_only or other.basic_only
 
@@ -374,12 +410,15 @@ class Aggregate(PaneAggregate):
             last_value=self.last[2],
             first_ms=self.first[0],
             last_ms=self.last[0],
-            observers=len(self.observers),
+            observers=len(self.observers)
+            if self.overflow is None
+            else max(self.overflow.estimate(), self.max_observers + 1),
             per_observer=tuple(
                 sorted((o, int(n), float(v), int(t)) for o, (n, v, t) in self.observers.items())
             )
             if per_observer
             else (),
+            observers_truncated=self.overflow is not None,
         )
 
     def to_state(self) -> list[Any]:
@@ -397,6 +436,7 @@ class Aggregate(PaneAggregate):
             list(self.last) if self.last else None,
             self.observers,
             self.sketch.to_state(),
+            *((self.overflow.to_state(),) if self.overflow is not None else ()),
         ]
 
     def _basic(self) -> BasicAggregate:
@@ -429,7 +469,9 @@ class Aggregate(PaneAggregate):
             agg.last = (basic.last_ms, "", math.nan)
             agg.basic_only = True
             return agg
-        count, partials, mean, m2, low, high, first, last, observers, sketch = state
+        count, partials, mean, m2, low, high, first, last, observers, sketch = state[:10]
+        if len(state) > _FULL_STATE_LEN:  # observers beyond the bound were counted
+            agg.overflow = DistinctCounter.from_state(state[_FULL_STATE_LEN])
         agg.count = int(count)
         agg.partials = [float(p) for p in partials]
         agg.mean, agg.m2 = float(mean), float(m2)

@@ -1,6 +1,6 @@
 """A mergeable quantile sketch with 1% relative error: DDSketch's logarithmic mapping
 (from the `ddsketch` library) over sparse bins, so small windows stay small in memory and in
-the changelog."""
+the changelog; at most `MAX_BINS` bins per sign, so no window's grows without bound."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from typing import Any, Final
 
 from ddsketch.mapping import LogarithmicMapping
 
-__all__ = ["RELATIVE_ACCURACY", "QuantileSketch"]
+__all__ = ["MAX_BINS", "RELATIVE_ACCURACY", "QuantileSketch"]
 
 RELATIVE_ACCURACY: Final = 0.01
+# Bins per sign at most (DDSketch's collapsing-lowest store): 1% accuracy over a factor of
+# ~7.6e8 of magnitudes per sign; values below that range share the lowest bin. Bounds a
+# pane's sketch (~15 KB in the changelog per sign) whatever values arrive.
+MAX_BINS: Final = 1024
 _MAPPING: Final = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN_POSITIVE: Final = _MAPPING.min_possible
 # `_MAPPING.key(v)` inlined in `add` (two method calls fewer per value), the same arithmetic:
@@ -26,6 +30,14 @@ _NO_BINS: Final[dict[int, int]] = {}
 # The value each bucket key stands for (`_MAPPING.value`: a power per call), remembered: keys
 # are bounded (about ±36,000 over the whole float range at 1% accuracy).
 _BUCKET_VALUES: dict[int, float] = {}
+
+
+def _collapse(bins: dict[int, int]) -> None:
+    """Fold the lowest keys (the smallest magnitudes) into one so `MAX_BINS` remain."""
+    keys = sorted(bins)
+    cut = len(keys) - MAX_BINS
+    floor = keys[cut]
+    bins[floor] += sum(bins.pop(key) for key in keys[:cut])
 
 
 def _bucket_value(key: int) -> float:
@@ -50,14 +62,23 @@ class QuantileSketch:
         """Count one value."""
         if value > _MIN_POSITIVE:
             key = int(math.ceil(math.log(value, 2) * _MULTIPLIER) + _OFFSET)
-            self.positive[key] = self.positive.get(key, 0) + 1
+            bins = self.positive
         elif value < -_MIN_POSITIVE:
             key = int(math.ceil(math.log(-value, 2) * _MULTIPLIER) + _OFFSET)
             if self.negative is _NO_BINS:
                 self.negative = {}
-            self.negative[key] = self.negative.get(key, 0) + 1
+            bins = self.negative
         else:
             self.zero += 1
+            self.count += 1
+            return
+        n = bins.get(key)
+        if n is None:
+            bins[key] = 1
+            if len(bins) > MAX_BINS:
+                _collapse(bins)
+        else:
+            bins[key] = n + 1
         self.count += 1
 
     def merge(self, other: QuantileSketch) -> None:
@@ -74,6 +95,10 @@ class QuantileSketch:
                 bins[key] = bins.get(key, 0) + n
         self.zero += other.zero
         self.count += other.count
+        if len(self.positive) > MAX_BINS:
+            _collapse(self.positive)
+        if len(self.negative) > MAX_BINS:
+            _collapse(self.negative)
 
     def copy(self) -> QuantileSketch:
         """An independent copy."""
