@@ -26,6 +26,7 @@ from models.keyed import KeyedObservation
 __all__ = ["AnomalyConfig", "BaselineState", "Detection", "anomaly_record"]
 
 _SEVERITIES: Final = ("warning", "critical")
+_LEGACY_LEN: Final = 5  # a baseline as written before it kept its last time (2026-12-07)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class AnomalyConfig:
     warning_z: float
     critical_z: float
     cooldown_ms: int
+    history_ttl_ms: int | None = None  # a baseline not updated this long is forgotten
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +59,13 @@ class Detection:
 
 class BaselineState:
     """The baselines of one partition: (subject, metric) -> [count, mean, var, last anomaly
-    ms, last severity rank]."""
+    ms, last severity rank, last observed ms]."""
 
     def __init__(self, config: AnomalyConfig) -> None:
         self.config = config
         self._baselines: dict[tuple[str, str], list[Any]] = {}
         self._changed: set[tuple[str, str]] = set()
+        self._removed: set[tuple[str, str]] = set()
 
     def offer(self, record: KeyedObservation) -> Detection | None:
         """Judge one value against its baseline, then fold it in."""
@@ -71,9 +74,12 @@ class BaselineState:
         self._changed.add(key)
         baseline = self._baselines.get(key)
         if baseline is None:
-            self._baselines[key] = [1, x, 0.0, None, 0]
+            self._baselines[key] = [1, x, 0.0, None, 0, record.observed_ms]
+            self._removed.discard(key)
             return None
-        count, mean, var, last_ms, last_rank = baseline
+        count, mean, var, last_ms, last_rank, seen_ms = baseline
+        if seen_ms is None or record.observed_ms > seen_ms:
+            baseline[5] = record.observed_ms
         cfg = self.config
         detection = None
         update = x
@@ -107,21 +113,42 @@ class BaselineState:
         baseline[2] = (1 - cfg.alpha) * (var + diff * increment)
         return detection
 
-    def take_persist(self) -> dict[str, bytes]:
-        """Changed baselines as logical key -> value."""
-        writes = {
+    def expire(self, watermark_ms: int) -> None:
+        """Forget the baselines whose newest value is `history_ttl_ms` older than the
+        watermark (a baseline restored without a time starts its TTL now)."""
+        ttl = self.config.history_ttl_ms
+        if ttl is None:
+            return
+        horizon = watermark_ms - ttl
+        for key, baseline in list(self._baselines.items()):
+            if baseline[5] is None:
+                baseline[5] = watermark_ms
+            elif baseline[5] < horizon:
+                del self._baselines[key]
+                self._changed.discard(key)
+                self._removed.add(key)
+
+    def take_persist(self) -> dict[str, bytes | None]:
+        """Changed baselines as logical key -> value (None: forgotten)."""
+        writes: dict[str, bytes | None] = {
             orjson.dumps(["b", subject, metric]).decode(): right_sized(
                 orjson.dumps(self._baselines[key])
             )
             for key in self._changed
             for subject, metric in (key,)
         }
+        for subject, metric in self._removed:
+            writes[orjson.dumps(["b", subject, metric]).decode()] = None
         self._changed.clear()
+        self._removed.clear()
         return writes
 
     def restore(self, subject: str, metric: str, value: bytes) -> None:
-        """Load one persisted baseline."""
-        self._baselines[(subject, metric)] = list(orjson.loads(value))
+        """Load one persisted baseline (one written without its last time gets None)."""
+        baseline = list(orjson.loads(value))
+        if len(baseline) == _LEGACY_LEN:
+            baseline.append(None)
+        self._baselines[(subject, metric)] = baseline
 
     def __len__(self) -> int:
         return len(self._baselines)

@@ -65,6 +65,25 @@ class Metrics:
             "Observations whose every window had closed (also dead letters, reason late)",
             registry=r,
         )
+        self.over_capacity = Counter(
+            f"{PREFIX}_over_capacity_events",
+            "Observations for a new key beyond INSIGHTS_MAX_KEYS_PER_PARTITION (dead letters, "
+            "reason over_capacity)",
+            ["partition"],
+            registry=r,
+        )
+        self.dedup_evicted = Counter(
+            f"{PREFIX}_dedup_evicted",
+            "Event ids forgotten before INSIGHTS_DEDUP_TTL (INSIGHTS_DEDUP_MAX_IDS reached)",
+            registry=r,
+        )
+        self.unprocessable = Counter(
+            f"{PREFIX}_unprocessable",
+            "Failures handling one message's or one window's content, by stage (a message is "
+            "also a dead letter, reason unprocessable)",
+            ["stage"],
+            registry=r,
+        )
         self.records_emitted = Counter(
             f"{PREFIX}_records_emitted", "Records sent to output topics", ["topic"], registry=r
         )

@@ -224,6 +224,46 @@ class Settings(BaseSettings):
         alias="INSIGHTS_DEDUP_TTL",
         description="how long an `event_id` is remembered (`0s`: no dedup)",
     )
+    dedup_max_ids: int = Field(
+        250_000,
+        ge=1_000,
+        le=100_000_000,
+        alias="INSIGHTS_DEDUP_MAX_IDS",
+        description=(
+            "event ids remembered per partition at most; beyond it the oldest are forgotten "
+            "before INSIGHTS_DEDUP_TTL (counted in `insights_dedup_evicted_total`)"
+        ),
+    )
+    max_observers_per_window: int = Field(
+        100,
+        ge=2,
+        le=1_000,
+        alias="INSIGHTS_MAX_OBSERVERS_PER_WINDOW",
+        description=(
+            "observers whose figures a window keeps for consensus; the rest are still "
+            "counted in `count` and `observers` (estimated), and the consensus record says "
+            "`observers_truncated`"
+        ),
+    )
+    max_keys_per_partition: int = Field(
+        25_000,
+        ge=100,
+        le=10_000_000,
+        alias="INSIGHTS_MAX_KEYS_PER_PARTITION",
+        description=(
+            "key budget: (scope, subject or group, metric) keys with open windows per keyed "
+            "partition; an observation for a new key beyond it is an `over_capacity` dead "
+            "letter (memory per worker ~ 150 MB + owned partitions x budget x 4 KB)"
+        ),
+    )
+    history_ttl_s: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = Field(
+        7 * 86_400.0,
+        alias="INSIGHTS_HISTORY_TTL",
+        description=(
+            "an anomaly baseline or observer standing not updated for this long (event "
+            "time) is forgotten"
+        ),
+    )
     processing_guarantee: Annotated[
         Literal["at_least_once", "exactly_once"], BeforeValidator(_lower)
     ] = Field(

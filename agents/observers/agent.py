@@ -56,7 +56,11 @@ class ObserverEngine:
     def book_for(self, partition: int) -> ObserverBook:
         book = self.books.get(partition)
         if book is None:
-            book = ObserverBook(self.settings.drift_alpha, self.settings.stale_windows)
+            book = ObserverBook(
+                self.settings.drift_alpha,
+                self.settings.stale_windows,
+                round(self.settings.history_ttl_s * 1000),
+            )
             prefix = f"{partition}|".encode()
             for key, value in self.table.data.items():
                 if key.startswith(prefix) and value is not None:
@@ -80,6 +84,7 @@ class ObserverEngine:
         emitted_at = utc_now()
         for partition, book in touched.items():
             book.mark_stale()
+            expired = book.take_expired()
             changed = book.take_changed()
             # Records first, then the state that presumes them (see RollingEngine.flush).
             records: list[Outbound] = [
@@ -103,6 +108,7 @@ class ObserverEngine:
                 f"{partition}|{observer_id}".encode(): status.to_bytes()
                 for observer_id, status in changed.items()
             }
+            writes.update((f"{partition}|{observer_id}".encode(), None) for observer_id in expired)
             await asyncio.gather(
                 *await write_table(self.app, self.table, self.scores_topic, partition, writes)
             )

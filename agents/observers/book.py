@@ -85,11 +85,15 @@ class ObserverStatus:
 class ObserverBook:
     """Drift score = exponentially smoothed |deviation| over scored windows; an observer
     whose latest window ends `stale_windows` window sizes before the newest scored window
-    of its partition is stale (reported once, until it is seen again)."""
+    of its partition is stale (reported once, until it is seen again); one whose latest
+    window ends `history_ttl_ms` before that is forgotten (`take_expired`)."""
 
-    def __init__(self, drift_alpha: float, stale_windows: int) -> None:
+    def __init__(
+        self, drift_alpha: float, stale_windows: int, history_ttl_ms: int | None = None
+    ) -> None:
         self.drift_alpha = drift_alpha
         self.stale_windows = stale_windows
+        self.history_ttl_ms = history_ttl_ms
         self.observers: dict[str, ObserverStatus] = {}
         self.newest_end_ms = 0
         self._changed: set[str] = set()
@@ -121,6 +125,17 @@ class ObserverBook:
             if not status.stale and status.window_size_ms and horizon <= self.newest_end_ms:
                 status.stale = True
                 self._changed.add(observer_id)
+
+    def take_expired(self) -> list[str]:
+        """Forget the observers not scored for `history_ttl_ms` (event time); their ids."""
+        if self.history_ttl_ms is None:
+            return []
+        horizon = self.newest_end_ms - self.history_ttl_ms
+        expired = [o for o, s in self.observers.items() if s.last_window_end_ms < horizon]
+        for observer_id in expired:
+            del self.observers[observer_id]
+            self._changed.discard(observer_id)
+        return expired
 
     def take_changed(self) -> dict[str, ObserverStatus]:
         """Observers whose figures changed since the last call."""

@@ -28,7 +28,7 @@ from agents.batching import consume_batches
 from agents.deadletters import DeadLetterSink
 from agents.observers.book import ScoreRow
 from agents.observers.coordinator import Coordinator
-from agents.rolling.aggregate import AGGREGATE_KINDS
+from agents.rolling.aggregate import AGGREGATE_KINDS, Aggregate
 from agents.rolling.records import insight_record
 from agents.rolling.state import Emission, Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
@@ -92,6 +92,8 @@ class RollingEngine:
         self.idle_lease_ms = round(max(settings.grace_s, 3 * settings.flush_interval_s) * 1000)
         self.dedup_ttl_ms = round(settings.dedup_ttl_s * 1000)
         self.aggregates = AGGREGATE_KINDS[settings.aggregates]
+        if issubclass(self.aggregates, Aggregate):
+            self.aggregates = self.aggregates.capped(settings.max_observers_per_window)
         self.emit_changes = settings.emit in ("changes", "both")
         self.emit_finals = settings.emit in ("final", "both")
         self.keyed_topic = topics.keyed.get_topic_name()
@@ -104,6 +106,7 @@ class RollingEngine:
                 warning_z=settings.anomaly_warning_z,
                 critical_z=settings.anomaly_critical_z,
                 cooldown_ms=round(settings.anomaly_cooldown_s * 1000),
+                history_ttl_ms=round(settings.history_ttl_s * 1000),
             )
             if settings.anomaly_detection
             else None
@@ -152,6 +155,8 @@ class RollingEngine:
                 self.aggregates,
                 idle_lease_ms=self.idle_lease_ms,
                 closing_changes=self.emit_changes,
+                max_keys=self.settings.max_keys_per_partition,
+                dedup_max_ids=self.settings.dedup_max_ids,
             )
             prefix = f"{partition}|".encode()
             items = [
@@ -196,6 +201,7 @@ class RollingEngine:
         """Fold a batch of keyed envelopes in, then persist and publish what it changed."""
         started = time.perf_counter()
         chunks: dict[int, list[Chunk]] = {}
+        letters: list[Awaitable[None]] = []
         for event in events:
             message = event.message
             if message.value is None:
@@ -204,9 +210,15 @@ class RollingEngine:
                 )
                 continue
             received_ms = int(message.timestamp * 1000)
-            items, report = decode_envelope(message.value)
+            try:
+                items, report = decode_envelope(message.value)
+            except Exception as exc:  # not written by a worker: a dead letter, not a stop
+                error = FieldError(field="", message=f"{type(exc).__name__}: {exc}"[:500])
+                letters.append(await self.sink.send(message, DeadLetterReason.UNDECODABLE, [error]))
+                continue
             chunk: Chunk = (items, received_ms, report)
             chunks.setdefault(message.partition, []).append(chunk)
+        await asyncio.gather(*letters)
         refused = {
             partition
             for partition, partition_chunks in chunks.items()
@@ -237,13 +249,18 @@ class RollingEngine:
                 return False
             state = self.state_for(partition)
             tracing = self.tracing.enabled
-            late: list[KeyedObservation] = []
+            refused: list[tuple[KeyedObservation, Outcome | Exception]] = []
             sources_ms: list[int] = []
             duplicates = 0
+            evicted = state.dedup_evicted
             now_ms = int(time.time() * 1000)
             for items, received_ms, report in chunks:
                 for record, trace in items:
-                    outcome = state.offer(record, received_ms)
+                    try:
+                        outcome = state.offer(record, received_ms)
+                    except Exception as exc:  # this record's content: it fails, not the batch
+                        refused.append((record, exc))
+                        continue
                     if outcome is Outcome.COUNTED:
                         sources_ms.append(record.source_timestamp_ms)
                         if tracing and trace is not None:
@@ -254,14 +271,17 @@ class RollingEngine:
                     elif outcome is Outcome.DUPLICATE:
                         duplicates += 1
                     else:
-                        late.append(record)
+                        refused.append((record, outcome))
                 if report is not None:  # after its records: they came before it
                     state.observe(report, now_ms)
             if duplicates:
                 self.metrics.duplicates.inc(duplicates)
+            if state.dedup_evicted > evicted:
+                self.metrics.dedup_evicted.inc(state.dedup_evicted - evicted)
+            self._report_failures(partition, state)
             # Delivered before anything of the fold can be acknowledged.
             await asyncio.gather(
-                *[await self._dead_letter_late(partition, record, state) for record in late]
+                *[await self._dead_letter(partition, record, why, state) for record, why in refused]
             )
             self._unobserved.setdefault(partition, []).extend(sources_ms)
             if not defer:  # acknowledged when this returns: persisted now, whatever is due
@@ -396,6 +416,7 @@ class RollingEngine:
             self.last_persist[partition] = now
             for waiter in waiters:
                 waiter()
+        self._report_failures(partition, state)
         self._observe_latency(sources_ms)  # published (and persisted, when due)
         return True
 
@@ -439,21 +460,23 @@ class RollingEngine:
         rolling = self.rolling_topic
         # Before their finals; collected only when changes are emitted (`closing_changes`).
         for emission in state.take_closing_changes():
-            key, value = insight_record(emission, emitted_at)
-            yield rolling, key, value, self._headers(rolling, parents.get(emission.key))
+            if (record := self._render(state, emission, emitted_at)) is not None:
+                yield rolling, *record, self._headers(rolling, parents.get(emission.key))
         for emission in finals:
-            key, value = insight_record(emission, emitted_at)
+            if (record := self._render(state, emission, emitted_at)) is None:
+                continue
             state.record_final(
-                emission.key, emission.window.spec.name, emission.window.end_ms, value
+                emission.key, emission.window.spec.name, emission.window.end_ms, record[1]
             )
             if self.emit_finals:  # else kept only to answer queries for the latest finals
-                yield rolling, key, value, self._headers(rolling, parents.get(emission.key))
+                yield rolling, *record, self._headers(rolling, parents.get(emission.key))
         if changes:
             sent: set[StateKey] = set()
             for emission in state.take_changes():  # consumed whole, even when not emitted
                 if self.emit_changes:
-                    key, value = insight_record(emission, emitted_at)
-                    yield rolling, key, value, self._headers(rolling, parents.get(emission.key))
+                    if (record := self._render(state, emission, emitted_at)) is None:
+                        continue
+                    yield rolling, *record, self._headers(rolling, parents.get(emission.key))
                     if parents:
                         sent.add(emission.key)
             for state_key in sent:
@@ -470,6 +493,17 @@ class RollingEngine:
             if consensus is not None:
                 yield consensus
         yield from self.coordinator.score_records(scores)
+
+    def _render(
+        self, state: PartitionState, emission: Emission, emitted_at: datetime
+    ) -> tuple[bytes, bytes] | None:
+        """The (key, value) of a window record; None, and the failure kept for
+        `_report_failures`, when its content cannot be rendered (that record is skipped)."""
+        try:
+            return insight_record(emission, emitted_at)
+        except Exception as exc:
+            state.failed("render", emission.key, exc)
+            return None
 
     async def _persist(self, partition: int, state: PartitionState) -> None:
         """Write the state the flush changed; return once the changelog has it."""
@@ -498,26 +532,76 @@ class RollingEngine:
         ):
             return current_headers()
 
-    async def _dead_letter_late(
-        self, partition: int, record: KeyedObservation, state: PartitionState
+    async def _dead_letter(
+        self,
+        partition: int,
+        record: KeyedObservation,
+        why: Outcome | Exception,
+        state: PartitionState,
     ) -> Awaitable[None]:
-        self.metrics.late.inc()
-        watermark = state.watermark
-        message = (
-            f"every {record.scope} window holding observed_at has closed: the watermark is "
-            f"{format_utc(from_epoch_ms(watermark or 0))}, grace {self.settings.grace_s:g}s"
-        )
+        """The dead letter of a folded record refused as late or over capacity, or whose
+        folding raised (`unprocessable`: the exception's type and message, not the value)."""
+        if why is Outcome.LATE:
+            self.metrics.late.inc()
+            reason = DeadLetterReason.LATE
+            when = format_utc(from_epoch_ms(state.watermark or 0))
+            error = FieldError(
+                field="observed_at",
+                message=f"every {record.scope} window holding observed_at has closed: the "
+                f"watermark is {when}, grace {self.settings.grace_s:g}s",
+            )
+        elif why is Outcome.OVER_CAPACITY:
+            self.metrics.over_capacity.labels(partition=str(partition)).inc()
+            reason = DeadLetterReason.OVER_CAPACITY
+            budget = self.settings.max_keys_per_partition
+            error = FieldError(
+                field="subject_id" if record.scope == "subject" else "group_id",
+                message=f"a new {record.scope} key beyond the key budget of its partition "
+                f"({partition}): INSIGHTS_MAX_KEYS_PER_PARTITION={budget} keys with open windows",
+            )
+        else:
+            self.metrics.unprocessable.labels(stage="fold").inc()
+            logger.error(
+                "record_unprocessable",
+                stage="fold",
+                partition=partition,
+                source_partition=record.source_partition,
+                source_offset=record.source_offset,
+                error_type=type(why).__name__,
+            )
+            reason = DeadLetterReason.UNPROCESSABLE
+            error = FieldError(field="", message=f"{type(why).__name__}: {why}"[:500])
+        try:
+            value: bytes | None = dumps(record.to_observation())
+        except Exception as exc:  # the observation as read is in the input topic
+            value = None
+            error = FieldError(field="", message=f"{error.message}; not rendered: {exc!r}"[:500])
         return await self.sink.send_record(
             source=(self.keyed_topic, partition),
             topic=self.settings.input_topic,
             partition=record.source_partition,
             offset=record.source_offset,
-            key=record.subject_id.encode(),
-            value=dumps(record.to_observation()),
-            reason=DeadLetterReason.LATE,
-            errors=[FieldError(field="observed_at", message=message)],
+            key=record.subject_id.encode("utf-8", "backslashreplace"),
+            value=value,
+            reason=reason,
+            errors=[error],
             event_id=record.event_id,
         )
+
+    def _report_failures(self, partition: int, state: PartitionState) -> None:
+        """Log and count the windows a partition's state could not summarise or persist."""
+        for stage, (scope, entity, metric), exc in state.take_failures():
+            self.metrics.unprocessable.labels(stage=stage).inc()
+            logger.error(
+                "window_unprocessable",
+                stage=stage,
+                partition=partition,
+                scope=scope,
+                entity=entity,
+                metric=metric,
+                error_type=type(exc).__name__,
+                error=str(exc)[:300],
+            )
 
 
 def _due(elapsed_s: float, interval_s: float) -> bool:

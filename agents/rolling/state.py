@@ -34,8 +34,13 @@ _ClosePlan = tuple[list[Window], list[int], int | None]
 # out at most once per LATEST_SWEEP_MS of event time (so within the hour after).
 LATEST_RETENTION_MS = 24 * 3600 * 1000
 LATEST_SWEEP_MS = 3600 * 1000
-# Dedup ids per changelog record of the dedup journal.
-JOURNAL_CHUNK_IDS = 2048
+# Dedup ids per changelog record of the dedup journal: an id is at most 128 characters, at
+# most 6 bytes each in JSON (a control character's escape), so a record stays < 1 MB.
+JOURNAL_CHUNK_IDS = 1024
+# The largest changelog value written: below the 1 MiB (1,048,588 B) a topic accepts by
+# default. A key whose panes take more is written in parts (`_key_parts`); one pane is
+# bounded by construction (observers kept, sketch bins, ids' lengths).
+RECORD_MAX_BYTES = 1_000_000
 # The metric-name tuples of `_metrics_of`, shared by every entity with the same metrics
 # (a handful of combinations in practice); cleared when full, so it stays bounded.
 _METRIC_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -48,6 +53,7 @@ class Outcome(Enum):
     COUNTED = "counted"
     DUPLICATE = "duplicate"
     LATE = "late"
+    OVER_CAPACITY = "over_capacity"  # a new key beyond the partition's key budget
 
 
 class Emission(NamedTuple):
@@ -68,6 +74,7 @@ class _KeyState:
     panes: dict[int, Pane] = field(default_factory=dict)
     closed_until: int | None = None
     next_close: int | None = None
+    parts: int = 1  # changelog records its panes were last written in
 
 
 class PartitionState:
@@ -82,11 +89,21 @@ class PartitionState:
         *,
         idle_lease_ms: int = 0,
         closing_changes: bool = False,
+        max_keys: int | None = None,
+        dedup_max_ids: int | None = None,
     ) -> None:
         """`idle_lease_ms`: how long a source's idle report counts (`SourceClock`);
         `closing_changes`: a window closing with updates not yet taken as changes also
         yields them as a last change (`take_closing_changes`), so the last change of a
-        window carries its final figures."""
+        window carries its final figures; `max_keys`: the key budget (a new key beyond it
+        is `OVER_CAPACITY`); `dedup_max_ids`: ids remembered at most (the oldest go first,
+        before their TTL: `dedup_evicted` counts them)."""
+        self.max_keys = max_keys
+        self.dedup_max_ids = dedup_max_ids
+        self.dedup_evicted = 0
+        # (stage, key, exception) of windows that could not be summarised or persisted:
+        # that key's work is skipped, the partition goes on (`take_failures`).
+        self._failures: list[tuple[str, StateKey, Exception]] = []
         self.plan = plan
         self.dedup_ttl_ms = dedup_ttl_ms  # 0: no dedup (`INSIGHTS_DEDUP_TTL=0s`)
         self.aggregates = aggregates
@@ -104,6 +121,7 @@ class PartitionState:
         # as a set (a set per key was ~27 MB at 100,000 keys, all touched in one flush).
         self._dirty: dict[StateKey, int | set[int]] = {}
         self._removed: set[StateKey] = set()
+        self._removed_parts: dict[StateKey, int] = {}  # removed keys written in parts
         self._watermark_changed = False
         # dedup: id -> received ms; ids and received ms in arrival order (for expiry; the
         # newest `_unjournaled` of them not in the changelog yet), in two deques rather than
@@ -135,6 +153,8 @@ class PartitionState:
         late = (
             watermark is not None and t + plan.grace_ms < watermark and plan.is_late(t, watermark)
         )
+        key = (obs.scope, obs.entity, obs.metric)
+        state = self._keys.get(key)
         if self.dedup_ttl_ms:
             if received_ms != self._expired_at:  # a batch shares one receive time
                 self._expire_seen(received_ms)
@@ -144,15 +164,19 @@ class PartitionState:
                 return Outcome.DUPLICATE
             if late:
                 return Outcome.LATE
+            if state is None and self.max_keys is not None and len(self._keys) >= self.max_keys:
+                return Outcome.OVER_CAPACITY
             self._seen[dedup_key] = received_ms
             self._seen_ids.append(dedup_key)
             self._seen_ms.append(received_ms)
             self._unjournaled += 1
+            if self.dedup_max_ids is not None and len(self._seen_ids) > self.dedup_max_ids:
+                self._evict_seen()
         elif late:
             return Outcome.LATE
+        elif state is None and self.max_keys is not None and len(self._keys) >= self.max_keys:
+            return Outcome.OVER_CAPACITY
 
-        key = (obs.scope, obs.entity, obs.metric)
-        state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _KeyState()
             self._index_metric(key)
@@ -228,7 +252,12 @@ class PartitionState:
             close_plan = plans[shape] = self._close_plan(shape[0], due, watermark_ms)
         closing, expired, next_close = close_plan
         touched = self._dirty.get(key) if self.closing_changes else None
-        for window, summary in self._summaries(state, closing, per_observer=True):
+        try:
+            summaries = self._summaries(state, closing, per_observer=True)
+        except Exception as exc:  # one key's content: its finals are lost, not the partition
+            self._failures.append(("close", key, exc))
+            summaries = []
+        for window, summary in summaries:
             if touched is not None and _holds_any(window, touched):
                 self._closed_changes.append(Emission(key, window, summary, final=False))
             self._finals.append(Emission(key, window, summary, final=True))
@@ -245,6 +274,8 @@ class PartitionState:
                 self._metrics_of.pop(key[:2], None)
             self._changed.discard(key)
             self._removed.add(key)
+            if state.parts > 1:
+                self._removed_parts[key] = state.parts
             return
         self._changed.add(key)
         state.next_close = next_close
@@ -324,6 +355,15 @@ class PartitionState:
                 return part
         return self.aggregates.merged(parts)
 
+    def _evict_seen(self) -> None:
+        """Forget the oldest remembered id (over `dedup_max_ids`). Its journal chunk stays
+        until its TTL; a restore trims to the cap again."""
+        received, dedup_key = self._seen_ms.popleft(), self._seen_ids.popleft()
+        if self._seen.get(dedup_key) == received:
+            del self._seen[dedup_key]
+        self._unjournaled = min(self._unjournaled, len(self._seen_ids))
+        self.dedup_evicted += 1
+
     def _expire_seen(self, now_ms: int) -> None:
         horizon = now_ms - self.dedup_ttl_ms
         ids, times = self._seen_ids, self._seen_ms
@@ -348,6 +388,16 @@ class PartitionState:
         changes, self._closed_changes = self._closed_changes, []
         return changes
 
+    def failed(self, stage: str, key: StateKey, exc: Exception) -> None:
+        """Keep a failure found outside the state (a record that could not be rendered)."""
+        self._failures.append((stage, key, exc))
+
+    def take_failures(self) -> list[tuple[str, StateKey, Exception]]:
+        """Windows whose figures could not be made, rendered or written since the last call:
+        (stage `close`, `changes`, `render` or `persist`, key, exception)."""
+        failures, self._failures = self._failures, []
+        return failures
+
     def take_anomalies(self) -> list[Detection]:
         """Anomalies found since the last call, in arrival order."""
         anomalies, self._anomalies = self._anomalies, []
@@ -371,7 +421,12 @@ class PartitionState:
             windows = open_windows.get(panes)
             if windows is None:
                 windows = open_windows[panes] = sorted(self._open_windows(panes))
-            for window, summary in self._summaries(state, windows):
+            try:
+                summaries = self._summaries(state, windows)
+            except Exception as exc:  # that key's changes are skipped this time
+                self._failures.append(("changes", key, exc))
+                continue
+            for window, summary in summaries:
                 yield Emission(key, window, summary, final=False)
 
     # -- queries -----------------------------------------------------------------------
@@ -410,7 +465,8 @@ class PartitionState:
 
     def _expire_latest(self) -> None:
         """Drop the latest finals whose window ended a day (`LATEST_RETENTION_MS`) before the
-        watermark: a sweep over them, once per `LATEST_SWEEP_MS` of event time. (Not a heap
+        watermark, and the anomaly baselines past their TTL: a sweep over them, once per
+        `LATEST_SWEEP_MS` of event time. (Not a heap
         of every final recorded: it held one entry per final of the last day, ~290 million
         for 100,000 keys on 1-minute windows.)"""
         watermark = self.watermark
@@ -419,6 +475,8 @@ class PartitionState:
         ):
             return
         self._next_latest_sweep = watermark + LATEST_SWEEP_MS
+        if self.baselines is not None:
+            self.baselines.expire(watermark)
         horizon = watermark - LATEST_RETENTION_MS
         expired = [key for key, (end_ms, _) in self._latest.items() if end_ms < horizon]
         for latest_key in expired:
@@ -457,10 +515,22 @@ class PartitionState:
         writes: dict[str, bytes | None] = {}
         for key in self._changed:
             state = self._keys[key]
-            panes = [[p, self._aggregate([a]).to_state()] for p, a in state.panes.items()]
-            writes[_key_name("a", *key)] = _dumps_kept([state.closed_until, panes])
+            try:
+                panes = [[p, self._aggregate([a]).to_state()] for p, a in state.panes.items()]
+                record = _dumps_kept([state.closed_until, panes])
+                parts = [record] if len(record) <= RECORD_MAX_BYTES else _key_parts(state, panes)
+            except Exception as exc:  # not persisted: the last state written stays
+                self._failures.append(("persist", key, exc))
+                continue
+            for i, part in enumerate(parts):
+                writes[_key_name("a", *key, *((i,) if i else ()))] = part
+            for i in range(len(parts), state.parts):  # parts of a larger write before
+                writes[_key_name("a", *key, i)] = None
+            state.parts = len(parts)
         for key in self._removed:
             writes[_key_name("a", *key)] = None
+            for i in range(1, self._removed_parts.pop(key, 1)):
+                writes[_key_name("a", *key, i)] = None
         self._changed.clear()
         self._removed.clear()
         if self._watermark_changed:
@@ -482,12 +552,12 @@ class PartitionState:
         for expired in self._expired_chunks:
             writes[_key_name("d", expired)] = None
         self._expired_chunks.clear()
+        self._expire_latest()  # (and the baselines not updated for their TTL)
         if self.baselines is not None:
             writes.update(self.baselines.take_persist())
         for name in self._dropped:
             writes[name] = None
         self._dropped.clear()
-        self._expire_latest()
         for latest_key in self._latest_changed:
             end_ms, record = self._latest[latest_key]
             writes[_key_name("f", *latest_key)] = _dumps_kept([end_ms, record.decode()])
@@ -516,12 +586,14 @@ class PartitionState:
             elif kind == "a":
                 key: StateKey = (parts[1], parts[2], parts[3])
                 closed_until, panes = value
-                state = _KeyState(
-                    panes={int(p): self._pane_of_state(a) for p, a in panes},
-                    closed_until=closed_until,
-                )
-                self._keys[key] = state
-                self._index_metric(key)
+                state = self._keys.get(key) or _KeyState()
+                state.panes.update((int(p), self._pane_of_state(a)) for p, a in panes)
+                if len(parts) == 4:  # the first part (or the whole key)
+                    state.closed_until = closed_until
+                state.parts = max(state.parts, int(parts[4]) + 1 if len(parts) > 4 else 1)
+                if key not in self._keys:
+                    self._keys[key] = state
+                    self._index_metric(key)
             elif kind == "f":
                 latest_key: LatestKey = (parts[1], parts[2], parts[3], parts[4])
                 end_ms, record = value
@@ -543,6 +615,10 @@ class PartitionState:
             for dedup_key, ts in entries:
                 self._seen[dedup_key] = ts
         order = sorted((ts, k) for k, ts in self._seen.items())
+        if self.dedup_max_ids is not None and len(order) > self.dedup_max_ids:
+            for _, dedup_key in order[: len(order) - self.dedup_max_ids]:
+                del self._seen[dedup_key]
+            order = order[len(order) - self.dedup_max_ids :]
         self._seen_ms = deque(ts for ts, _ in order)
         self._seen_ids = deque(k for _, k in order)
         for key, state in self._keys.items():
@@ -555,6 +631,28 @@ class PartitionState:
             watermark, self.watermark = self.watermark, None
             self.advance(watermark)
             self._watermark_changed = False
+
+
+def _key_parts(state: _KeyState, panes: list[list[Any]]) -> list[bytes]:
+    """A key's record too large for one changelog value, in parts of whole panes: the first
+    `[closed_until, panes]`, the others `[null, panes]` (each below `RECORD_MAX_BYTES`, as
+    one pane is)."""
+    parts: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for pane in panes:
+        raw = orjson.dumps(pane)
+        if group and size + len(raw) + 64 > RECORD_MAX_BYTES:
+            parts.append(_joined(state.closed_until if not parts else None, group))
+            group, size = [], 0
+        group.append(raw)
+        size += len(raw) + 1
+    parts.append(_joined(state.closed_until if not parts else None, group))
+    return parts
+
+
+def _joined(closed_until: int | None, panes: list[bytes]) -> bytes:
+    return b"[" + orjson.dumps(closed_until) + b",[" + b",".join(panes) + b"]]"
 
 
 def _holds_any(window: Window, panes: int | set[int]) -> bool:

@@ -1,6 +1,8 @@
 """Poison messages among ordinary traffic: lone surrogates (valid JSON, escaped) in every
 string field, offsets past the ends of the date range, a time in the last minute of year
-9999. Each is one `invalid` dead letter; the same worker goes on and every final is exact."""
+9999, values whose window sum would overflow. Each is one `invalid` dead letter; records no
+worker wrote on the internal keyed topic are `undecodable` ones; the same worker goes on and
+every final is exact."""
 
 from __future__ import annotations
 
@@ -37,7 +39,11 @@ POISON: dict[str, dict[str, Any]] = {
     "date-past-9999": {"observed_at": "9999-12-31T23:59:59-23:59"},
     "date-before-1": {"observed_at": "0001-01-01T00:00:00+23:59"},
     "last-minute-of-9999": {"observed_at": "9999-12-31T23:59:30Z"},
+    "sum-overflow-1": {"value": 1.7e308},
+    "sum-overflow-2": {"value": 1.7e308},
 }
+# On the keyed topic, as a foreign producer (or a bug) could write them.
+FOREIGN_KEYED = [b"not json", b'{"r": [[1, 2]], "s": null}', b"[[]]", b'{"s": [0]}']
 
 
 async def test_poison_messages_are_invalid_dead_letters_and_the_worker_goes_on(
@@ -57,13 +63,21 @@ async def test_poison_messages_are_invalid_dead_letters_and_the_worker_goes_on(
     step = len(good) // len(poison)
     mixed = [m for i, p in enumerate(poison) for m in (p, *good[i * step : (i + 1) * step])]
     mixed += good[len(poison) * step :]
-    await produce(broker.bootstrap_servers, names.input, mixed, partition=0)
+    await produce(broker.bootstrap_servers, names.input, mixed[: len(mixed) // 2], partition=0)
+    await produce(broker.bootstrap_servers, names.keyed, [(None, v) for v in FOREIGN_KEYED])
+    await produce(broker.bootstrap_servers, names.input, mixed[len(mixed) // 2 :], partition=0)
 
     finals = await wait_for_finals(broker, names, expected, deadline_s=120.0)
+    total = len(POISON) + len(FOREIGN_KEYED)
     records = await read_topic(
-        broker.bootstrap_servers, names.deadletter, until=lambda r: len(r) >= len(POISON)
+        broker.bootstrap_servers, names.deadletter, until=lambda r: len(r) >= total
     )
-    letters = [loads_model(DeadLetter, r.value) for r in records]
+    every = [loads_model(DeadLetter, r.value) for r in records]
+    foreign = [d for d in every if d.topic == names.keyed]
+    assert sorted((d.value or "").encode() for d in foreign) == sorted(FOREIGN_KEYED)
+    assert {d.reason.value for d in foreign} == {"undecodable"}
+    letters = [d for d in every if d.topic == names.input]
+    assert len(letters) + len(foreign) == len(every) == total
     by_id = {d.event_id: d for d in letters}
     assert_exact(finals, expected)
     assert sorted(by_id) == sorted(POISON)

@@ -54,6 +54,7 @@ def test_write_table_keeps_right_sized_copies(monkeypatch: pytest.MonkeyPatch) -
 def test_a_flush_of_many_keys_holds_its_writes_in_buffers_of_their_own_size() -> None:
     from agents.anomaly import AnomalyConfig
     from agents.rolling import PartitionState, WindowPlan
+    from agents.rolling.state import JOURNAL_CHUNK_IDS
     from models.keyed import KeyedObservation, SourceReport
     from streams.durations import parse_windows
 
@@ -73,7 +74,8 @@ def test_a_flush_of_many_keys_holds_its_writes_in_buffers_of_their_own_size() ->
     used = traced_bytes(lambda: writes.update(state.take_persist("flush-1")[0]) or writes)
 
     values = [v for v in writes.values() if v is not None]
-    assert len(values) == 2 * keys + 2  # a state and a baseline per key, clock, journal
+    journal = -(-keys // JOURNAL_CHUNK_IDS)  # records of the dedup journal
+    assert len(values) == 2 * keys + 1 + journal  # a state and a baseline per key, clock
     assert used <= sum(len(v) for v in values) + len(writes) * 200 + 262_144  # not 4 KiB each
 
 
