@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import faust
 import structlog
@@ -11,10 +11,17 @@ import structlog
 from models import DeadLetter, DeadLetterReason, FieldError, dumps, encode_bytes, utc_now
 from streams.faust_compat import send_caused_by
 from streams.metrics import Metrics
+from streams.settings import PRODUCER_MAX_REQUEST_BYTES
 
-__all__ = ["DeadLetterSink", "SourceMessage", "build_dead_letter"]
+__all__ = ["LETTER_MAX_BYTES", "DeadLetterSink", "SourceMessage", "build_dead_letter"]
 
 logger = structlog.get_logger(__name__)
+
+# A letter's largest size when the dead-letter topic's own limit is not known: below the
+# 1 MiB a topic accepts by default, with room for the record's headers and batch overhead.
+LETTER_MAX_BYTES: Final = 1_000_000
+_RECORD_OVERHEAD: Final = 4096  # a record's headers and its batch's framing, at most
+_MAX_ERRORS: Final = 20  # field errors kept per letter (as the decoders report at most)
 
 
 class SourceMessage(Protocol):
@@ -42,32 +49,65 @@ def build_dead_letter(
     reason: DeadLetterReason,
     errors: Sequence[FieldError],
     event_id: str | None = None,
+    max_bytes: int = LETTER_MAX_BYTES,
 ) -> DeadLetter:
-    """The dead-letter record for a source message (its original key and value kept)."""
-    key_text, key_encoding = encode_bytes(key)
-    value_text, encoding = encode_bytes(value)
-    return DeadLetter(
-        reason=reason,
-        errors=tuple(errors),
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        key=key_text,
-        key_encoding=key_encoding,
-        value=value_text,
-        encoding=encoding,
-        received_at=utc_now(),
-        event_id=event_id,
-    )
+    """The dead-letter record for a source message (its original key and value kept, cut
+    to their first bytes when the letter would pass `max_bytes`)."""
+    kept_key, kept_value = key, value
+    while True:
+        key_text, key_encoding = encode_bytes(kept_key)
+        value_text, encoding = encode_bytes(kept_value)
+        letter = DeadLetter(
+            reason=reason,
+            errors=tuple(errors[:_MAX_ERRORS]),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key_text,
+            key_encoding=key_encoding,
+            value=value_text,
+            encoding=encoding,
+            received_at=utc_now(),
+            event_id=event_id,
+            key_bytes=len(key) if key is not None and kept_key != key else None,
+            value_bytes=len(value) if value is not None and kept_value != value else None,
+        )
+        size = len(dumps(letter))
+        if size <= max_bytes or not (kept_key or kept_value):
+            return letter
+        # Halve the larger of the two (escapes and base64 make a letter up to 6x its bytes).
+        if len(kept_value or b"") >= len(kept_key or b""):
+            kept_value = _prefix(kept_value or b"", len(kept_value or b"") // 2)
+        else:
+            kept_key = _prefix(kept_key or b"", len(kept_key or b"") // 2)
+
+
+def _prefix(raw: bytes, size: int) -> bytes:
+    """The first `size` bytes, ending on a character boundary when `raw` is UTF-8 text."""
+    cut = raw[:size]
+    for back in range(4):
+        try:
+            (cut[: len(cut) - back] if back else cut).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return cut[: len(cut) - back] if back else cut
+    return cut
 
 
 class DeadLetterSink:
     """Sends dead letters, logs where each came from, counts them by reason."""
 
-    def __init__(self, app: faust.App, topic: str, metrics: Metrics) -> None:
+    def __init__(
+        self, app: faust.App, topic: str, metrics: Metrics, topic_max_bytes: int | None = None
+    ) -> None:
+        """`topic_max_bytes`: the dead-letter topic's `max.message.bytes` (None: not known,
+        1 MB assumed); a letter that would not fit holds the first bytes of the message."""
         self._app = app
         self._topic = topic
         self._metrics = metrics
+        limit = topic_max_bytes if topic_max_bytes is not None else LETTER_MAX_BYTES
+        limit = min(limit, PRODUCER_MAX_REQUEST_BYTES)  # a request holds it whole
+        self.max_bytes = max(limit - _RECORD_OVERHEAD, limit // 2)
 
     async def send(
         self,
@@ -120,6 +160,7 @@ class DeadLetterSink:
             reason=reason,
             errors=errors,
             event_id=event_id,
+            max_bytes=self.max_bytes,
         )
         sent = await send_caused_by(
             self._app,

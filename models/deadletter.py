@@ -22,6 +22,7 @@ class DeadLetterReason(StrEnum):
     TOO_LARGE = "too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
     UNPROCESSABLE = "unprocessable"  # any other failure while handling the message's content
+    OVER_CAPACITY = "over_capacity"  # a new key beyond INSIGHTS_MAX_KEYS_PER_PARTITION
 
 
 class FieldError(BaseModel):
@@ -63,3 +64,8 @@ class DeadLetter(BaseModel):
     encoding: Encoding | None
     received_at: UtcDatetime
     event_id: str | None = None
+    # Set when the letter holds only the first bytes of the original key or value (whose
+    # sizes these give), so it stays below the topic's size limit; the whole message stays
+    # in its source topic at `offset`.
+    key_bytes: int | None = None
+    value_bytes: int | None = None

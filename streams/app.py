@@ -116,9 +116,13 @@ def faust_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(
-    settings: Settings, metrics: Metrics | None = None, tracing: Tracing | None = None
+    settings: Settings,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
+    deadletter_max_bytes: int | None = None,
 ) -> Insights:
-    """Build the Faust app, its topics and agents for `settings`."""
+    """Build the Faust app, its topics and agents for `settings` (`deadletter_max_bytes`:
+    the dead-letter topic's `max.message.bytes`, when known: letters are made to fit)."""
     metrics = metrics or Metrics()
     tracing = tracing or Tracing()
     install_fetch_fast_path()
@@ -133,7 +137,7 @@ def create_app(
     app = faust.App(settings.app_id, **faust_options(settings))
     set_fetch_max_wait(app, round(settings.fetch_max_wait_s * 1000))
     topics = declare_topics(app, settings)
-    sink = DeadLetterSink(app, settings.deadletter_topic, metrics)
+    sink = DeadLetterSink(app, settings.deadletter_topic, metrics, deadletter_max_bytes)
     tables = declare_tables(app, settings)
     ingest = attach_ingest(app, topics, settings, metrics, sink, tracing)
     engine = attach_rolling(app, topics, tables, settings, metrics, sink, tracing)

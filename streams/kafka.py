@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
@@ -158,6 +159,31 @@ def topic_plan(settings: Settings) -> list[NewTopic]:
         for table in TABLE_NAMES
     )
     return plan
+
+
+async def topic_max_bytes(settings: Settings, topic: str) -> int | None:
+    """A topic's `max.message.bytes`; None when the broker does not say (no such topic, no
+    permission to describe it)."""
+    admin = AIOKafkaAdminClient(**client_options(settings), client_id=f"{settings.app_id}-admin")
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})]
+        )
+        for response in responses:
+            for resource in response.resources:
+                error_code, _, _, _, entries = resource[:5]
+                if error_code:
+                    return None
+                for entry in entries:
+                    if entry[0] == "max.message.bytes" and entry[1] is not None:
+                        return int(entry[1])
+        return None
+    except Exception as exc:  # an ACL, an old broker: letters are sized for 1 MB
+        logger.warning("topic_config_unknown", topic=topic, error=repr(exc))
+        return None
+    finally:
+        await admin.close()
 
 
 async def ensure_topics(settings: Settings) -> list[str]:

@@ -21,7 +21,7 @@ from streams.errors import ConfigError
 from streams.faust_compat import commit_gate
 from streams.gc_tuning import tune_collector
 from streams.heap import limit_arenas
-from streams.kafka import check_access, ensure_topics
+from streams.kafka import check_access, ensure_topics, topic_max_bytes
 from streams.logs import configure_logging, register_secrets
 from streams.metrics import serve_metrics
 from streams.settings import Settings
@@ -34,8 +34,9 @@ logger = structlog.get_logger(__name__)
 _BROKER_WAIT_S: Final = 60.0
 
 
-async def _ensure_topics_when_reachable(settings: Settings) -> None:
-    """Create the topics, waiting (bounded) for a broker that is still starting.
+async def _ensure_topics_when_reachable(settings: Settings) -> int | None:
+    """Create the topics, waiting (bounded) for a broker that is still starting; returns the
+    dead-letter topic's `max.message.bytes` (None: unknown).
 
     A broker that refuses our credentials or certificate is not retried: ConfigError at once.
     """
@@ -43,7 +44,7 @@ async def _ensure_topics_when_reachable(settings: Settings) -> None:
     while True:
         try:
             await ensure_topics(settings)
-            return
+            return await topic_max_bytes(settings, settings.deadletter_topic)
         except KafkaConnectionError as exc:
             await check_access(settings)  # raises ConfigError when retrying cannot help
             if time.monotonic() > deadline:
@@ -125,10 +126,10 @@ def run_worker(settings: Settings) -> int:
             settings = settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(_ensure_topics_when_reachable(settings))
+        deadletter_max_bytes = loop.run_until_complete(_ensure_topics_when_reachable(settings))
         tracing = Tracing.from_env(os.environ)
         stack.callback(tracing.shutdown)
-        insights = create_app(settings, tracing=tracing)
+        insights = create_app(settings, tracing=tracing, deadletter_max_bytes=deadletter_max_bytes)
         serve_metrics(insights.metrics, settings.web_host, settings.metrics_port)
         logger.info(
             "worker_starting",

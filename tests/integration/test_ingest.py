@@ -167,10 +167,20 @@ async def test_garbage_never_stops_the_worker(
         assert letter.errors, letter
         if value is None:
             assert letter.value is None
-        elif letter.encoding == "base64":
-            assert base64.b64decode(letter.value or "") == value
+        kept = (
+            None
+            if letter.value is None
+            else base64.b64decode(letter.value)
+            if letter.encoding == "base64"
+            else letter.value.encode()
+        )
+        if value is not None and letter.value_bytes is not None:
+            # Cut to fit the dead-letter topic: a broker that does not say its limit
+            # (the embedded one) is taken to accept 1 MB; Apache Kafka says 16 MiB.
+            assert broker.kind == "embedded" and len(value) > 990_000, len(value)
+            assert letter.value_bytes == len(value) and kept and value.startswith(kept)
         else:
-            assert (letter.value or "").encode() == value
+            assert kept == value
         if letter.key_encoding == "base64":
             assert base64.b64decode(letter.key or "") == key
         else:
