@@ -32,6 +32,7 @@ from streams.monitor import attach_monitor
 from streams.query import install_query_views
 from streams.settings import PRODUCER_MAX_REQUEST_BYTES, Settings, load_settings
 from streams.tables import declare_tables
+from streams.tolerant_records import install_tolerant_header_names
 from streams.topics import Topics, declare_topics
 from streams.tracing import Tracing
 
@@ -126,6 +127,7 @@ def create_app(
     metrics = metrics or Metrics()
     tracing = tracing or Tracing()
     install_fetch_fast_path()
+    install_tolerant_header_names()
     install_ack_fixes()
     install_fetch_max_wait()
     install_rebalance_fixes()
