@@ -54,6 +54,10 @@ def build_dead_letter(
     """The dead-letter record for a source message (its original key and value kept, cut
     to their first bytes when the letter would pass `max_bytes`)."""
     kept_key, kept_value = key, value
+    # Text read from a message that is not valid Unicode (an escaped lone surrogate in an
+    # id, an attribute name in an error's field path) is written escaped.
+    errors = [FieldError(field=_writable(e.field), message=_writable(e.message)) for e in errors]
+    event_id = _writable(event_id) if event_id is not None else None
     while True:
         key_text, key_encoding = encode_bytes(kept_key)
         value_text, encoding = encode_bytes(kept_value)
@@ -80,6 +84,15 @@ def build_dead_letter(
             kept_value = _prefix(kept_value or b"", len(kept_value or b"") // 2)
         else:
             kept_key = _prefix(kept_key or b"", len(kept_key or b"") // 2)
+
+
+def _writable(text: str) -> str:
+    """`text`, with any lone surrogate escaped (`\\ud800`), so it can be written as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _prefix(raw: bytes, size: int) -> bytes:

@@ -19,6 +19,7 @@ from agents.source_progress import FetchState, SourceProgress
 from models import DeadLetterReason, DecodeError, FieldError
 from models.fast_decode import decode_keyed
 from models.keyed import Chunk, SourceReport, Traced, encode_envelopes
+from models.observation import MIN_EPOCH_MS
 from streams.faust_compat import (
     BatchLane,
     batch_lane,
@@ -73,6 +74,9 @@ class Ingest:
         self.lane: BatchLane | None = None
         self.max_bytes = settings.max_message_bytes
         self.max_future_s = settings.max_future_s
+        # The earliest observed_at whose every window starts in year 1 or later (a window
+        # starting before it cannot be written as a date): earlier ones are invalid.
+        self.earliest_ms = MIN_EPOCH_MS + max(w.size_s for w in settings.windows) * 1000
         self.progress = SourceProgress(0, settings.idle_timeout_s)
         self.input_topic = topics.input.get_topic_name()
         self.keyed_topic = topics.keyed.get_topic_name()
@@ -187,6 +191,8 @@ class Ingest:
             observed_ms = records[0].observed_ms
             if observed_ms > latest_ms:
                 return self._too_far_ahead(records[0].event_id)
+            if observed_ms < self.earliest_ms:
+                return self._too_early(records[0].event_id)
             traceparent = dict(headers).get("traceparent") if headers else None
             trace = traceparent.decode() if traceparent else None
             routes = [(key_partition(self.app, self.keyed_topic, r.kafka_key), r) for r in records]
@@ -207,6 +213,11 @@ class Ingest:
     def _too_far_ahead(self, event_id: str) -> DecodeError:
         bound = f"{self.max_future_s:g}s"
         message = f"is more than INSIGHTS_MAX_FUTURE ({bound}) ahead of the worker's clock"
+        errors = [FieldError(field="observed_at", message=message)]
+        return DecodeError(DeadLetterReason.INVALID, errors, event_id=event_id)
+
+    def _too_early(self, event_id: str) -> DecodeError:
+        message = "is so early that one of its windows would start before year 1"
         errors = [FieldError(field="observed_at", message=message)]
         return DecodeError(DeadLetterReason.INVALID, errors, event_id=event_id)
 

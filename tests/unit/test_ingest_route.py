@@ -37,6 +37,7 @@ def router() -> Ingest:
     ingest.keyed_topic = "keyed"
     ingest.max_bytes = 65_536
     ingest.max_future_s = 600.0
+    ingest.earliest_ms = -(2**62)
     return ingest
 
 
