@@ -1,14 +1,16 @@
 """A send that fails stops the worker and commits nothing past it: mid-run, the dead-letter
-topic's `max.message.bytes` is lowered to 2048 (as an operator might), and ~3 KB invalid
-messages come among ordinary traffic. `/readyz` answers 503 naming the failure within a
-second of it, the worker exits non-zero within INSIGHTS_SHUTDOWN_TIMEOUT, naming the topic
-and the error; once the topic is fixed, a restart delivers every dead letter and counts
-every event exactly once (Apache Kafka)."""
+topic's `max.message.bytes` is lowered to 2048 (as an operator might), and ~4 KB invalid
+messages of random text (too big for 2048 even compressed) come among ordinary traffic.
+`/readyz` answers 503 naming the failure within a second of it, the worker exits non-zero
+within INSIGHTS_SHUTDOWN_TIMEOUT, naming the topic and the error; once the topic is fixed, a
+restart delivers every dead letter and counts every event exactly once (Apache Kafka)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import random
 import subprocess
 import time
 from collections.abc import Callable
@@ -65,8 +67,9 @@ async def test_a_refused_dead_letter_stops_the_worker_and_a_restart_loses_nothin
     worker = fleet.start()
     worker.wait_ready()
 
+    # Random text: a letter stays over 2048 bytes after the producer's zstd compresses it.
     bad = [
-        (b"s-bad", json.dumps({"event_id": f"bad-{i}", "value": "x" * 3000}).encode())
+        (b"s-bad", json.dumps({"event_id": f"bad-{i}", "value": _noise(i)}).encode())
         for i in range(BAD)
     ]
     good = scenario.payloads()
@@ -121,6 +124,11 @@ async def test_a_refused_dead_letter_stops_the_worker_and_a_restart_loses_nothin
     assert sorted({d.event_id or "" for d in letters}) == sorted(f"bad-{i}" for i in range(BAD))
     assert {d.reason.value for d in letters} == {"invalid"}
     assert replacement.stop() == 0
+
+
+def _noise(seed: int) -> str:
+    """4,000 characters of seeded random base64 (~3 KB after compression)."""
+    return base64.b64encode(random.Random(seed).randbytes(3000)).decode()
 
 
 def _first_time(log: str, event: str) -> float:
