@@ -10,6 +10,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.tolerant_records import install_tolerant_header_names
+
+# The tests read topics that hold header names which are not UTF-8, as the worker does.
+install_tolerant_header_names()
+
 
 async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     """Create a topic (used when a test writes before the worker has created it)."""
