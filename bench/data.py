@@ -1,33 +1,45 @@
 """Bench input: observations from the project's generator, preloaded or produced at a rate.
 
-Every input record's Kafka timestamp is its `observed_at` (epoch ms), so event time and
-record time agree for every candidate (Faust's windowed tables use the record timestamp,
-Quix reads `observed_at`, our worker reads `observed_at`).
+Two stream profiles (`PROFILES`): `ideal` (valid, in order, epoch-ms times, no groups) and
+`realistic` (the generator's mix: 90% RFC 3339 times, groups, 1% invalid, 1% duplicates,
+0.5% late by hours, 0.3% spikes, and every event up to `JITTER_MS` out of order, within
+every candidate's 30 s grace). Every input record's Kafka timestamp is its event time
+(epoch ms; an invalid message gets its send position's), so event time and record time
+agree for every candidate (Faust's windowed tables use the record timestamp, Quix and our
+worker read `observed_at`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from streams.generator import GeneratorConfig, ObservationGenerator
+from streams.generator import GeneratorConfig, Kind, ObservationGenerator
 
 __all__ = [
     "INTERVAL_MS",
+    "JITTER_MS",
+    "PROFILES",
     "SUBJECTS",
+    "BenchEvent",
+    "Profile",
+    "bench_events",
     "create_topics",
     "delete_topics",
     "list_topics",
     "observations",
     "preload",
     "produce_at_rate",
+    "records",
     "recovery_observations",
 ]
 
@@ -36,6 +48,90 @@ METRICS = 4
 INTERVAL_MS = 2.0  # event time advances 500 events per second: ~30k events per 60 s window
 _SEND_CHUNK = 20_000
 _RETENTION_MS = str(7 * 24 * 3600 * 1000)
+
+
+JITTER_MS = 5_000  # realistic: how far out of order an event may arrive (grace is 30 s)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A stream profile: the generator's mix of kinds and time formats, and reordering."""
+
+    name: str
+    groups: int
+    invalid_share: float
+    duplicate_share: float
+    late_share: float
+    spike_share: float
+    epoch_ms_share: float
+    jitter_ms: int
+
+
+PROFILES: dict[str, Profile] = {
+    "ideal": Profile("ideal", 0, 0.0, 0.0, 0.0, 0.0, 1.0, 0),
+    "realistic": Profile("realistic", 5, 0.01, 0.01, 0.005, 0.003, 0.1, JITTER_MS),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BenchEvent:
+    """One input record and what the generator made it (the ground truth's input)."""
+
+    key: bytes
+    value: bytes
+    timestamp_ms: int  # the Kafka record timestamp
+    kind: Kind
+    observed_ms: int | None  # None: invalid
+
+
+def bench_events(
+    profile: Profile,
+    count: int,
+    start_ms: int,
+    *,
+    subjects: int = SUBJECTS,
+    interval_ms: float = INTERVAL_MS,
+    seed: int = 7,
+) -> list[BenchEvent]:
+    """`count` records of `profile`, in send order. With jitter, each event is sent as if it
+    had waited a uniform 0..jitter_ms after its event time (a duplicate keeps its
+    original's time: it is re-sent later, so it may arrive anywhere after it). A late
+    event among the first `count // 100` is left out: before every input partition has
+    shown its event time, whether it is late depends on the candidate's start."""
+    config = GeneratorConfig(
+        start_ms=start_ms,
+        seed=seed,
+        subjects=subjects,
+        metrics=METRICS,
+        observers=3,
+        groups=profile.groups,
+        interval_ms=interval_ms,
+        invalid_share=profile.invalid_share,
+        duplicate_share=profile.duplicate_share,
+        late_share=profile.late_share,
+        spike_share=profile.spike_share,
+        epoch_ms_share=profile.epoch_ms_share,
+    )
+    rng = random.Random(seed + 1)
+    out: list[tuple[float, int, BenchEvent]] = []
+    warm_up = count // 100
+    for i, event in enumerate(ObservationGenerator(config, count=count)):
+        if event.kind is Kind.LATE and i < warm_up:
+            continue
+        position_ms = start_ms + int(i * interval_ms)
+        stamp = event.observed_ms if event.observed_ms is not None else position_ms
+        record = BenchEvent(event.key, event.value, stamp, event.kind, event.observed_ms)
+        arrival = position_ms + rng.uniform(0, profile.jitter_ms) if profile.jitter_ms else i
+        out.append((arrival, i, record))
+    if profile.jitter_ms:
+        out.sort(key=lambda item: (item[0], item[1]))
+    return [record for _, _, record in out]
+
+
+def records(events: Iterable[BenchEvent]) -> Iterator[tuple[bytes, bytes, int]]:
+    """(key, value, timestamp_ms) of each event, for `preload`."""
+    for event in events:
+        yield event.key, event.value, event.timestamp_ms
 
 
 def observations(
