@@ -6,23 +6,18 @@ import asyncio
 import contextlib
 import os
 import shutil
-import statistics
 import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench import data
 from bench.procs import Proc, cpu_seconds, peak_rss_kb
 from bench.roster import BENCH_PY, RunSpec
 
-__all__ = ["Failed", "Outcome", "latency_run", "scrape", "throughput_run"]
+__all__ = ["Failed", "Outcome", "Steady", "scrape", "throughput_run"]
 
 POLL_S = 0.05
 PY_SPY = BENCH_PY.parent / "py-spy"
@@ -46,6 +41,7 @@ class Outcome:
     cpu_s: float  # candidate processes, over `seconds`
     broker_cpu_s: float | None
     peak_rss_mb: float  # sum over the candidate's processes
+    steady: Steady | None = None  # the 10%-90% span of the input
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,6 +64,61 @@ def scrape(port: int, path: str = "/metrics", timeout: float = 2.0) -> tuple[int
         return 0, ""
 
 
+@dataclass(frozen=True)
+class Steady:
+    """The span in which a run went from 10% to 90% of its target: start-up, warm-up and the
+    last windows' finals left out. Rates from the harness's samples of the candidates'
+    progress files (each rewritten every 100 ms), not from one first and one last time."""
+
+    events: int
+    seconds: float
+    cpu_s: float  # the candidate's processes
+    broker_cpu_s: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def cpu_per_100k(self) -> float:
+        return self.cpu_s / self.events * 100_000
+
+    @property
+    def broker_cpu_per_100k(self) -> float | None:
+        if self.broker_cpu_s is None:
+            return None
+        return self.broker_cpu_s / self.events * 100_000
+
+
+@dataclass
+class _Samples:
+    """(time, processed, candidate CPU s, broker CPU s) as the harness polls."""
+
+    rows: list[tuple[float, int, float, float | None]] = field(default_factory=list)
+
+    def add(self, reports: list[dict[str, Any]], broker_cpu: float | None) -> None:
+        if not reports:
+            return
+        count = sum(r["count"] for r in reports)
+        cpu = sum(r["cpu"] for r in reports)
+        at = max(r["at"] for r in reports)  # when the newest report was written
+        if self.rows and at <= self.rows[-1][0]:
+            return  # nothing new since the last poll
+        self.rows.append((at, count, cpu, broker_cpu))
+
+    def steady(self, target: int, low: float = 0.1, high: float = 0.9) -> Steady | None:
+        """From the first sample at or past `low` of the target to the first at or past
+        `high` (None when there are too few samples in between)."""
+        start = next((r for r in self.rows if r[1] >= low * target), None)
+        end = next((r for r in self.rows if r[1] >= high * target), None)
+        if start is None or end is None or end[1] <= start[1] or end[0] <= start[0]:
+            return None
+        broker = None
+        if start[3] is not None and end[3] is not None:
+            broker = end[3] - start[3]
+        return Steady(end[1] - start[1], end[0] - start[0], end[2] - start[2], broker)
+
+
 class _BrokerCpu:
     """CPU seconds of the broker process (when we started it), sampled over time."""
 
@@ -75,9 +126,12 @@ class _BrokerCpu:
         self.pid = pid
         self.samples: list[tuple[float, float]] = []
 
-    def sample(self) -> None:
-        if self.pid is not None:
-            self.samples.append((time.time(), cpu_seconds(self.pid)))
+    def sample(self) -> float | None:
+        if self.pid is None:
+            return None
+        now = cpu_seconds(self.pid)
+        self.samples.append((time.time(), now))
+        return now
 
     def between(self, t0: float, t1: float) -> float | None:
         if len(self.samples) < 2:
@@ -166,14 +220,16 @@ def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
     With `profile_dir`, py-spy samples the candidate's processes into folded stacks there."""
     procs = spec.processes()
     broker = _BrokerCpu(broker_pid)
+    samples = _Samples()
     _start(procs)
     spies = _spies(procs, profile_dir, spec.run_id)
     try:
         started = min(p.started_at for p in procs)
         deadline = started + START_BOUND_S
         while True:
-            broker.sample()
+            broker_cpu = broker.sample()
             reports = _progress(procs)
+            samples.add(reports, broker_cpu)
             total = sum(r["count"] for r in reports)
             firsts = [r["first"] for r in reports if r["first"] is not None]
             if firsts and deadline == started + START_BOUND_S:
@@ -203,6 +259,7 @@ def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
             cpu_s=cpu,
             broker_cpu_s=broker.between(first, last),
             peak_rss_mb=rss_kb / 1024,
+            steady=samples.steady(spec.target),
             extra={"processes": reports},
         )
     finally:
@@ -224,143 +281,3 @@ def _cleanup(spec: RunSpec, keep: bool) -> None:
         asyncio.run(asyncio.wait_for(drop(), 30))
     if not keep:
         shutil.rmtree(spec.workdir, ignore_errors=True)
-
-
-# -- latency -----------------------------------------------------------------------------
-
-
-def _epoch_ms(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp() * 1000
-
-
-def _latency_ms(doc: dict[str, Any]) -> float | None:
-    """Emitted - newest observed_at of the record; None for final records."""
-    if "emitted_at" in doc:  # our worker's insight record
-        if doc.get("final"):
-            return None
-        return _epoch_ms(doc["emitted_at"]) - _epoch_ms(doc["last_at"])
-    return float(doc["emitted_ms"]) - float(doc["last_ms"])
-
-
-async def _read_all(bootstrap: str, topic: str, bound_s: float = 60.0) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return values
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        # Read until two quiet seconds (the embedded broker's ListOffsets undercounts, so
-        # end offsets are not a reliable stop).
-        deadline = time.monotonic() + bound_s
-        quiet = 0
-        while time.monotonic() < deadline and quiet < 2:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            got = [r.value for records in batches.values() for r in records]
-            values.extend(v for v in got if v is not None)
-            quiet = 0 if got else quiet + 1
-    finally:
-        await consumer.stop()
-    return values
-
-
-def _histogram(text: str, name: str) -> dict[float, float]:
-    buckets: dict[float, float] = {}
-    for line in text.splitlines():
-        if line.startswith(f"{name}_bucket{{"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
-    return buckets
-
-
-def _bucket_quantile(
-    before: dict[float, float], after: dict[float, float], q: float
-) -> float | None:
-    delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
-    total = delta.get(float("inf"), 0.0)
-    if total <= 0:
-        return None
-    for le in sorted(delta):
-        if delta[le] >= q * total:
-            return le * 1000
-    return None
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def latency_run(spec: RunSpec, rate: float, seconds: float, keep: bool = False) -> dict[str, Any]:
-    """Start the candidate on an empty input topic, warm it up, produce `rate` events/s for
-    `seconds`, then read its output: per output record, emitted - newest observed_at in it
-    (the input was stamped with its send time). The first 2 s of the phase are skipped."""
-    asyncio.run(data.create_topics(spec.bootstrap, [spec.input_topic], spec.partitions))
-    procs = spec.processes()
-    _start(procs)
-    metrics_port = procs[0].ports.get("metrics")
-    name = "insights_event_to_insight_seconds"
-    try:
-        asyncio.run(_warm_up(spec, procs))
-        before = _histogram(scrape(metrics_port)[1], name) if metrics_port else {}
-        processed_before = sum(r["count"] for r in _progress(procs))
-        start_ms, last_ms = asyncio.run(
-            data.produce_at_rate(spec.bootstrap, spec.input_topic, rate, seconds, seed=13)
-        )
-        time.sleep(3.0)  # > the flush interval: the last changes are out
-        _check_alive(procs)
-        after = _histogram(scrape(metrics_port)[1], name) if metrics_port else {}
-        processed = sum(r["count"] for r in _progress(procs)) - processed_before
-    finally:
-        _stop(procs)
-    values = asyncio.run(_read_all(spec.bootstrap, spec.output_topic))
-    _cleanup(spec, keep)
-    lat = []
-    for value in values:
-        doc = orjson.loads(value)
-        ms = _latency_ms(doc)
-        newest = doc.get("last_ms") or (_epoch_ms(doc["last_at"]) if "last_at" in doc else 0)
-        if ms is not None and start_ms + 2000 <= newest <= last_ms:
-            lat.append(ms)
-    sent = round((last_ms - start_ms) / 1000 * rate) + 1
-    result: dict[str, Any] = {
-        "candidate": spec.candidate.name,
-        "rate": rate,
-        "seconds": seconds,
-        "sent": sent,
-        "processed": processed,
-        "records": len(lat),
-        "p50_ms": _percentile(lat, 0.50) if lat else None,
-        "p99_ms": _percentile(lat, 0.99) if lat else None,
-        "mean_ms": statistics.fmean(lat) if lat else None,
-    }
-    if before or after:
-        result["worker_histogram_p50_ms_le"] = _bucket_quantile(before, after, 0.50)
-        result["worker_histogram_p99_ms_le"] = _bucket_quantile(before, after, 0.99)
-    return result
-
-
-async def _warm_up(spec: RunSpec, procs: list[Proc], bound_s: float = START_BOUND_S) -> None:
-    """Trickle events in until the candidate has processed one (it is assigned and ready)."""
-    until = asyncio.Event()
-    producer = asyncio.create_task(
-        data.produce_at_rate(spec.bootstrap, spec.input_topic, 20, bound_s, until=until, seed=12)
-    )
-    deadline = time.monotonic() + bound_s
-    try:
-        while not any(r["count"] for r in _progress(procs)):
-            _check_alive(procs)
-            if time.monotonic() > deadline:
-                msg = f"{spec.run_id}: no record processed within {bound_s:.0f}s"
-                raise Failed(msg)
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(2.0)  # let a second worker's rebalance settle
-    finally:
-        until.set()
-        await producer

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["Proc", "cpu_seconds", "peak_rss_kb", "read_progress", "tree"]
+__all__ = ["Proc", "cpu_seconds", "listening_pid", "peak_rss_kb", "read_progress", "tree"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
@@ -124,3 +124,27 @@ def peak_rss_kb(pid: int) -> int:
                 if line.startswith("VmHWM:"):
                     total += int(line.split()[1])
     return total
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on TCP `port` on this machine (the broker a bootstrap address
+    names), from /proc/net/tcp{,6} and the processes' socket descriptors; None if unseen."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    inodes.add(f"socket:[{inode}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(proc.name)
+    return None
