@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,10 +62,12 @@ class _Findings:
     def __init__(self, candidate: str) -> None:
         self.candidate = candidate
         self.count = 0
+        self.kinds: dict[str, int] = defaultdict(int)
         self.described: list[str] = []
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, kind: str) -> None:
         self.count += 1
+        self.kinds[kind] += 1
         if len(self.described) < MAX_DESCRIBED:
             self.described.append(f"{self.candidate}: {text}")
 
@@ -74,13 +77,17 @@ class _Findings:
         if row.mean is not None:
             got += f" mean={row.mean!r}"
         if agg is None:
-            self.add(f"{what} {describe_window(wk)}: expected no window (no input), got {got}")
+            self.add(
+                f"{what} {describe_window(wk)}: expected no window (no input), got {got}",
+                f"{what} without input",
+            )
             return
         bad = _differs(row, agg)
         if bad:
             want = _figures(agg.count, agg.sum, agg.min, agg.max)
             self.add(
-                f"{what} {describe_window(wk)}: {'/'.join(bad)} differ: expected {want}, got {got}"
+                f"{what} {describe_window(wk)}: {'/'.join(bad)} differ: expected {want}, got {got}",
+                f"{what} differs",
             )
 
 
@@ -112,9 +119,15 @@ def check(
             if held is None or row.order > held.order:
                 last_change[wk] = row
     if not finals and final_rows:
-        found.add(f"{sum(map(len, final_rows.values()))} final records from a changes-only run")
+        found.add(
+            f"{sum(map(len, final_rows.values()))} final records from a changes-only run",
+            "unexpected finals",
+        )
     if not changes and last_change:
-        found.add(f"{len(last_change)} windows with change records from a finals-only run")
+        found.add(
+            f"{len(last_change)} windows with change records from a finals-only run",
+            "unexpected changes",
+        )
 
     finals_checked = 0
     for wk, emitted in final_rows.items():
@@ -127,12 +140,17 @@ def check(
             found.compare("final", row, want)
         figures = {(r.count, r.sum, r.min, r.max) for r in emitted}
         if len(figures) > 1:
-            found.add(f"{len(emitted)} finals with different figures for {describe_window(wk)}")
+            found.add(
+                f"{len(emitted)} finals with different figures for {describe_window(wk)}",
+                "finals differ",
+            )
     if finals and not partial:
         missing = sorted(truth.closed - final_rows.keys())
         for wk in missing:
             want = truth.aggregates[wk]
-            found.add(f"no final for the closed {describe_window(wk)}: expected {want}")
+            found.add(
+                f"no final for the closed {describe_window(wk)}: expected {want}", "missing final"
+            )
 
     changes_checked = 0
     if changes:
@@ -144,14 +162,17 @@ def check(
             row = last_change.get(wk)
             if row is None:
                 if not partial:
-                    found.add(f"no change for {describe_window(wk)}: expected {agg}")
+                    found.add(
+                        f"no change for {describe_window(wk)}: expected {agg}", "missing change"
+                    )
                 continue
             changes_checked += 1
             expected = _prefix(truth, wk, row.count) if partial else agg
             if expected is None:
                 found.add(
                     f"last change {describe_window(wk)}: count {row.count} is more than the "
-                    f"{agg.count} values of the window"
+                    f"{agg.count} values of the window",
+                    "last change differs",
                 )
                 continue
             found.compare("last change", row, expected)
@@ -162,8 +183,10 @@ def check(
         "changes_checked": changes_checked,
         "windows_expected": len(truth.aggregates),
         "windows_closed": len(truth.closed),
+        "input_events": events,
         "partial": partial,
         "mismatch_count": found.count,
+        "mismatch_kinds": dict(found.kinds),
         "mismatches": found.described,
         "windows_over_partitions": spread,
         "output_records": output_records,
@@ -182,10 +205,14 @@ def _prefix(truth: Truth, wk: WindowKey, count: int) -> Agg | None:
     return Agg.of(values[:count])
 
 
-def verify(spec: RunSpec, truth: Truth, input_events: int) -> dict[str, Any]:
-    """Read the candidate's output topic, parse it and check it against `truth`."""
+def verify(spec: RunSpec, truth: Truth, progress: Callable[[], int]) -> dict[str, Any]:
+    """Read the candidate's output topic, parse it and check it against `truth`. The
+    candidate may still be running: `progress` (its progress count), asked once the output
+    is read, says whether it has processed all the input (else it is held to prefixes) and
+    how many input records the output stands for."""
     candidate = spec.candidate
     records, complete = read_output(spec.bootstrap, spec.output_topic)
+    processed = progress()
     rows: list[Row] = []
     unparsable: list[str] = []
     for record in records:
@@ -200,10 +227,10 @@ def verify(spec: RunSpec, truth: Truth, input_events: int) -> dict[str, Any]:
         rows,
         finals=finals,
         changes=changes,
-        partial=spec.target < truth.progress_total(candidate),
+        partial=processed < truth.progress_total(candidate),
         output_records=len(records),
         output_bytes=sum(r.size for r in records),
-        input_events=input_events,
+        input_events=truth.input_records(candidate, processed),
     )
     problems = []
     if not complete:
@@ -214,5 +241,7 @@ def verify(spec: RunSpec, truth: Truth, input_events: int) -> dict[str, Any]:
             f"{unparsable[0]}"
         )
     result["mismatch_count"] += len(problems)
+    if problems:
+        result["mismatch_kinds"]["output unread"] = len(problems)
     result["mismatches"] = (problems + result["mismatches"])[:MAX_DESCRIBED]
     return result

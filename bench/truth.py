@@ -125,6 +125,11 @@ class Truth:
         or late ones; a grouped observation twice), the others every record they read."""
         return self.counted if candidate.kind == "insights" else self.input_events
 
+    def input_records(self, candidate: Candidate, progress: int) -> int:
+        """Input records a progress count of the candidate stands for (about)."""
+        total = self.progress_total(candidate)
+        return min(self.input_events, round(progress * self.input_events / max(1, total)))
+
 
 def _duration_ms(text: str) -> int:
     match = _DURATION.fullmatch(text.strip())
