@@ -97,7 +97,8 @@ async def read_records(
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since >= quiet_s:
                 ends = await consumer.end_offsets(tps)
-                if all(await consumer.position(tp) >= ends[tp] for tp in tps):
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(at >= ends[tp] for at, tp in zip(positions, tps, strict=True)):
                     return out, True
         return out, False
     finally:
