@@ -21,6 +21,7 @@ def summarise(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
         runs: list[Outcome] = row.pop("runs")
         rates = [r.rate for r in runs]
         broker = [r.broker_cpu_s / r.events * 100_000 for r in runs if r.broker_cpu_s is not None]
+        checks = [r.extra["check"] for r in runs if "check" in r.extra]
         row.update(
             rounds=len(runs),
             events=runs[0].events,
@@ -31,9 +32,17 @@ def summarise(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
             broker_cpu_per_100k=statistics.median(broker) if broker else None,
             peak_rss_mb=max(r.peak_rss_mb for r in runs),
             startup_s=statistics.median(r.startup_s for r in runs),
+            # Output per input event, from the output checks (bench/check.py)
+            records_per_event=_median(c["records_per_event"] for c in checks),
+            bytes_per_event=_median(c["bytes_per_event"] for c in checks),
             rates=rates,
         )
     return rows
+
+
+def _median(values: Any) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
 def _fmt(value: float | None, spec: str = ",.0f") -> str:
@@ -44,8 +53,8 @@ def table(rows: dict[str, dict[str, Any]], latency: dict[str, dict[str, Any]]) -
     """A Markdown table: one line per candidate (and worker count)."""
     head = (
         "| candidate | events | events/s median | min | max | CPU s / 100k | broker CPU s / 100k "
-        "| peak RSS MB | p50 ms | p99 ms |\n"
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        "| peak RSS MB | out records / event | out bytes / event | p50 ms | p99 ms |\n"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     )
     lines = []
     for label, row in rows.items():
@@ -54,11 +63,12 @@ def table(rows: dict[str, dict[str, Any]], latency: dict[str, dict[str, Any]]) -
             f"| {label} | {row['events']:,} | {_fmt(row['rate_median'])} | {_fmt(row['rate_min'])} "
             f"| {_fmt(row['rate_max'])} | {_fmt(row['cpu_per_100k'], '.1f')} "
             f"| {_fmt(row['broker_cpu_per_100k'], '.1f')} | {_fmt(row['peak_rss_mb'])} "
-            f"| {_latency_cells(lat)} |"
+            f"| {_fmt(row.get('records_per_event'), '.3f')} "
+            f"| {_fmt(row.get('bytes_per_event'), ',.1f')} | {_latency_cells(lat)} |"
         )
     for label, lat in latency.items():  # measured for latency only
         if label not in rows:
-            lines.append(f"| {label} | - | - | - | - | - | - | - | {_latency_cells(lat)} |")
+            lines.append(f"| {label} | - | - | - | - | - | - | - | - | - | {_latency_cells(lat)} |")
     return head + "\n".join(lines)
 
 
