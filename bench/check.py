@@ -18,11 +18,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.outputs import Row, emits, parse, read_output
+from bench.outputs import DeadLetter, Row, emits, parse, parse_dead_letter, read_output
 from bench.roster import RunSpec
 from bench.truth import Agg, Truth, WindowKey
 
-__all__ = ["MAX_DESCRIBED", "check", "describe_window", "verify"]
+__all__ = ["MAX_DESCRIBED", "account_dead_letters", "check", "describe_window", "verify"]
+
+DECODE_REASONS = frozenset({"invalid", "undecodable", "unsupported_version"})
 
 MAX_DESCRIBED = 10
 REL_TOL = 1e-9
@@ -205,13 +207,65 @@ def _prefix(truth: Truth, wk: WindowKey, count: int) -> Agg | None:
     return Agg.of(values[:count])
 
 
+def account_dead_letters(
+    truth: Truth, letters: list[DeadLetter]
+) -> tuple[set[tuple[str, str]], list[str], dict[str, int]]:
+    """Our worker's dead letters against the input: one `invalid` (or `undecodable`,
+    `unsupported_version`) per invalid record, `late` ones only for late events, once per
+    scope, and no other reason. Returns the (scope, event_id) pairs refused as late (the
+    truth counts the other late ones: `Truth.counting_late`), the problems, and the count
+    per reason."""
+    late = truth.late_pairs()
+    refused: set[tuple[str, str]] = set()
+    problems: list[str] = []
+    reasons: dict[str, int] = defaultdict(int)
+    for letter in letters:
+        reasons[letter.reason] += 1
+        if letter.reason == "late":
+            pair = (letter.scope or "?", letter.event_id or "?")
+            if pair not in late:
+                problems.append(f"late dead letter for {pair}, not a late event of the input")
+            elif pair in refused:
+                problems.append(f"two late dead letters for {pair}")
+            refused.add(pair)
+        elif letter.reason not in DECODE_REASONS:
+            problems.append(
+                f"dead letter {letter.reason} for event {letter.event_id} at {letter.order}"
+            )
+    decoded = sum(reasons.get(r, 0) for r in DECODE_REASONS)
+    if decoded != truth.invalid:
+        problems.append(f"{decoded} invalid dead letters for the {truth.invalid} invalid records")
+    return refused & late, problems, dict(reasons)
+
+
 def verify(spec: RunSpec, truth: Truth, progress: Callable[[], int]) -> dict[str, Any]:
     """Read the candidate's output topic, parse it and check it against `truth`. The
     candidate may still be running: `progress` (its progress count), asked once the output
     is read, says whether it has processed all the input (else it is held to prefixes) and
-    how many input records the output stands for."""
+    how many input records the output stands for. For our worker its dead letters are
+    accounted for too, and the late events it did not refuse are held counted."""
     candidate = spec.candidate
     records, complete = read_output(spec.bootstrap, spec.output_topic)
+    problems = []
+    extra: dict[str, Any] = {}
+    if candidate.kind == "insights":
+        letters, letters_complete = read_output(spec.bootstrap, f"{spec.run_id}.deadletter")
+        if not letters_complete:
+            problems.append(f"{candidate.name}: dead letters not read to their end in time")
+        try:
+            refused, dead_problems, reasons = account_dead_letters(
+                truth, [parse_dead_letter(r) for r in letters]
+            )
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            refused, dead_problems, reasons = set(), [f"dead letters not understood: {exc!r}"], {}
+        problems.extend(f"{candidate.name}: {p}" for p in dead_problems)
+        late = truth.late_pairs()
+        truth = truth.counting_late(refused)
+        extra = {
+            "dead_letters": reasons,
+            "late_refused": len(refused),
+            "late_counted": len(late) - len(refused),
+        }
     processed = progress()
     rows: list[Row] = []
     unparsable: list[str] = []
@@ -232,7 +286,7 @@ def verify(spec: RunSpec, truth: Truth, progress: Callable[[], int]) -> dict[str
         output_bytes=sum(r.size for r in records),
         input_events=truth.input_records(candidate, processed),
     )
-    problems = []
+    result.update(extra)
     if not complete:
         problems.append(f"{candidate.name}: {spec.output_topic} not read to its end in time")
     if unparsable:
@@ -242,6 +296,6 @@ def verify(spec: RunSpec, truth: Truth, progress: Callable[[], int]) -> dict[str
         )
     result["mismatch_count"] += len(problems)
     if problems:
-        result["mismatch_kinds"]["output unread"] = len(problems)
+        result["mismatch_kinds"]["output or dead letters"] = len(problems)
     result["mismatches"] = (problems + result["mismatches"])[:MAX_DESCRIBED]
     return result

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.roster import Candidate
 
-__all__ = ["OutRecord", "Row", "emits", "parse", "read_records", "read_values"]
+__all__ = [
+    "DeadLetter",
+    "OutRecord",
+    "Row",
+    "emits",
+    "parse",
+    "parse_dead_letter",
+    "read_records",
+    "read_values",
+]
 
 WINDOW_MS = 60_000  # the other candidates' tumbling window
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -202,6 +212,31 @@ def parse(candidate: Candidate, record: OutRecord) -> list[Row]:
             order,
         )
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """What the check needs of one of our worker's dead letters."""
+
+    reason: str
+    event_id: str | None
+    scope: str | None  # for `late`: the scope whose every window had closed
+    order: tuple[int, int]
+
+
+_LATE_SCOPE = re.compile(r"every (subject|group) window holding observed_at has closed")
+
+
+def parse_dead_letter(record: OutRecord) -> DeadLetter:
+    """An `observations.deadletter` record (docs/contracts.md)."""
+    doc = json.loads(record.value or b"null")
+    scope = None
+    if doc["reason"] == "late":
+        for error in doc.get("errors") or ():
+            match = _LATE_SCOPE.match(error.get("message", ""))
+            if match:
+                scope = match.group(1)
+    return DeadLetter(doc["reason"], doc.get("event_id"), scope, (record.partition, record.offset))
 
 
 def read_output(bootstrap: str, topic: str, bound_s: float = 120.0) -> tuple[list[OutRecord], bool]:

@@ -370,11 +370,17 @@ def _truths(events: list[data.BenchEvent], candidates: list[Any]) -> dict[str, t
 
 
 def _checked(check: dict[str, Any]) -> str:
+    late = ""
+    if "late_counted" in check:  # our worker: its dead letters accounted for
+        late = (
+            f"; dead letters {check['dead_letters']}, late (scope, event) pairs counted "
+            f"{check['late_counted']} (before a watermark), refused {check['late_refused']}"
+        )
     return (
         f"output check passed: {check['finals_checked']:,} finals, "
         f"{check['changes_checked']:,} last changes checked "
         f"({check['windows_expected']:,} windows, {check['windows_closed']:,} closed"
         f"{', partial input: prefixes' if check['partial'] else ''}); "
         f"{check['records_per_event']:.3f} records, {check['bytes_per_event']:.1f} bytes "
-        f"per input event"
+        f"per input event{late}"
     )

@@ -10,7 +10,11 @@ semantics (`semantics_of`):
 - invalid records are excluded for everyone; late ones (hours before the stream) are dropped
   by the watermark-based candidates (ours, Quix) and counted in their old windows by those
   without a lateness rule (raw aggregate, naive Faust: both fold every record into the
-  window of its time);
+  window of its time). Our worker drops a late event only once its keyed partition has a
+  watermark (every input partition heard from): before that nothing is late, by the
+  contract (docs/event-time.md), and a backlog read within one flush interval is all
+  before it. Which ones it counted is known from its dead letters only (`late`, naming
+  the scope): `counting_late` makes the truth of the others counted;
 - a window is certainly closed when end + grace + CLOSE_MARGIN_MS <= the newest event time
   of the stream: its final must be out (finals of other windows may be, and must be right).
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,6 +122,57 @@ class Truth:
     # Per window, its values in send order (kept on request: for a candidate measured on
     # part of the input, whose last update must be the aggregate of a prefix).
     sequences: dict[WindowKey, list[float]] | None = field(default=None, repr=False)
+    # The late events left out (drop_late), for `counting_late`
+    late: list[Parsed] = field(default_factory=list, repr=False)
+    invalid: int = 0  # invalid records in the input
+
+    def late_pairs(self) -> set[tuple[str, str]]:
+        """(scope, event_id) of every late event left out, per scope it would count in."""
+        return {(scope, p.event_id) for p in self.late for scope, _ in self._scopes(p)}
+
+    def _scopes(self, p: Parsed) -> list[tuple[str, str]]:
+        assert p.subject is not None
+        scopes = [("subject", p.subject)]
+        if self.semantics.group_scope and p.group is not None:
+            scopes.append(("group", p.group))
+        return scopes
+
+    def counting_late(self, refused: set[tuple[str, str]]) -> Truth:
+        """The truth had the candidate counted every late event, per scope, but the
+        (scope, event_id) pairs in `refused` (its dead letters): each counted one in all of
+        its windows of that scope (its windows are closed at once when they close)."""
+        aggregates = dict(self.aggregates)
+        sequences = None if self.sequences is None else dict(self.sequences)
+        touched: set[WindowKey] = set()
+        counted = self.counted
+        for p in self.late:
+            assert p.metric is not None and p.value is not None and p.observed_ms is not None
+            for scope, entity in self._scopes(p):
+                if (scope, p.event_id) in refused:
+                    continue
+                counted += 1
+                for size, step in self.semantics.windows:
+                    for start in window_starts(p.observed_ms, size, step):
+                        wk = (scope, entity, p.metric, start, size)
+                        if wk not in touched:
+                            old = aggregates.get(wk)
+                            aggregates[wk] = Agg() if old is None else replace(old)
+                            if sequences is not None:
+                                sequences[wk] = list(sequences.get(wk, []))
+                            touched.add(wk)
+                        aggregates[wk].add(p.value)
+                        if sequences is not None:
+                            sequences[wk].append(p.value)
+        closed = self.closed | {wk for wk in touched if self._closed(wk)}
+        return replace(
+            self, aggregates=aggregates, closed=closed, counted=counted, sequences=sequences
+        )
+
+    def _closed(self, wk: WindowKey) -> bool:
+        end = wk[3] + wk[4]
+        return self.newest_ms is not None and (
+            end + self.semantics.grace_ms + CLOSE_MARGIN_MS <= self.newest_ms
+        )
 
     def progress_total(self, candidate: Candidate) -> int:
         """The candidate's progress count once it has processed every input record: our
@@ -234,10 +289,14 @@ def compute(parsed: list[Parsed], semantics: Semantics, *, sequences: bool = Fal
     seen: set[tuple[str, str, str]] = set()
     counted = 0
     newest: int | None = None
+    late: list[Parsed] = []
+    invalid = 0
     for p in parsed:
         if p.kind is Kind.INVALID:
+            invalid += 1
             continue
         if p.kind is Kind.LATE and semantics.drop_late:
+            late.append(p)
             continue
         assert p.subject is not None and p.metric is not None and p.event_id is not None
         assert p.value is not None and p.observed_ms is not None
@@ -262,9 +321,8 @@ def compute(parsed: list[Parsed], semantics: Semantics, *, sequences: bool = Fal
                         seqs.setdefault(wk, []).append(p.value)
         if p.kind is not Kind.LATE:
             newest = p.observed_ms if newest is None else max(newest, p.observed_ms)
-    closed = frozenset(
-        wk
-        for wk in aggregates
-        if newest is not None and wk[3] + wk[4] + semantics.grace_ms + CLOSE_MARGIN_MS <= newest
+    truth = Truth(
+        semantics, aggregates, frozenset(), newest, len(parsed), counted, seqs, late, invalid
     )
-    return Truth(semantics, aggregates, closed, newest, len(parsed), counted, seqs)
+    truth.closed = frozenset(wk for wk in aggregates if truth._closed(wk))
+    return truth

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bench.check import check
+from bench.check import account_dead_letters, check
 from bench.data import BenchEvent
-from bench.outputs import OutRecord, Row, parse
+from bench.outputs import DeadLetter, OutRecord, Row, parse, parse_dead_letter
 from bench.roster import CANDIDATES
 from bench.truth import Agg, Semantics, Truth, compute, parse_events, semantics_of
 from streams.generator import Kind
@@ -337,3 +337,79 @@ def test_partial_input_is_held_to_prefixes() -> None:
     too_many = [row(FIRST, False, Agg.of([1.0, 2.0, 3.0]), 0)]
     result = run_check(truth, too_many, finals=False, changes=True, partial=True)
     assert "is more than the 2 values" in result["mismatches"][0]
+
+
+# -- our worker's late events and dead letters --------------------------------------------
+
+
+def late_truth() -> Truth:
+    """s-a (group g) and s-b: one valid event each, one late event each, one invalid."""
+    late_at = S - 3 * 3_600_000
+    parsed = parse_events(
+        [
+            event("a1", 1.0, S + 1, subject="s-a", group="g"),
+            event("b1", 2.0, S + 2, subject="s-b"),
+            event("la", 8.0, late_at + 7, subject="s-a", group="g", kind=Kind.LATE),
+            event("lb", 9.0, late_at + 9, subject="s-b", kind=Kind.LATE),
+            invalid(b"[1]"),
+        ]
+    )
+    return compute(parsed, Semantics((TUMBLING,), group_scope=True, dedup=True))
+
+
+def letter(reason: str, event_id: str | None, scope: str | None = None) -> DeadLetter:
+    return DeadLetter(reason, event_id, scope, (0, 0))
+
+
+def test_late_events_counted_unless_dead_lettered() -> None:
+    truth = late_truth()
+    assert truth.late_pairs() == {("subject", "la"), ("group", "la"), ("subject", "lb")}
+    assert truth.counted == 3
+    old = S - 3 * 3_600_000
+    counted = truth.counting_late({("group", "la")})
+    assert figures(counted) == {
+        ("subject", "s-a", "temp", S, MIN): (1, 1.0, 1.0, 1.0),
+        ("group", "g", "temp", S, MIN): (1, 1.0, 1.0, 1.0),
+        ("subject", "s-b", "temp", S, MIN): (1, 2.0, 2.0, 2.0),
+        ("subject", "s-a", "temp", old, MIN): (1, 8.0, 8.0, 8.0),
+        ("subject", "s-b", "temp", old, MIN): (1, 9.0, 9.0, 9.0),
+    }
+    assert counted.counted == 5
+    # a late window is long closed: its final must be there
+    assert ("subject", "s-a", "temp", old, MIN) in counted.closed
+    assert figures(truth) == figures(late_truth())  # the original is left as it was
+
+
+def test_dead_letters_accounted_for() -> None:
+    truth = late_truth()
+    letters = [letter("invalid", None), letter("late", "la", "group")]
+    refused, problems, reasons = account_dead_letters(truth, letters)
+    assert (refused, problems, reasons) == ({("group", "la")}, [], {"invalid": 1, "late": 1})
+    # a valid event refused as late, a late one refused twice, invalid ones not all there
+    bad = [letter("late", "a1", "subject"), letter("late", "lb", "subject")] * 2
+    refused, problems, _ = account_dead_letters(truth, bad)
+    assert refused == {("subject", "lb")}
+    assert problems == [
+        "late dead letter for ('subject', 'a1'), not a late event of the input",
+        "late dead letter for ('subject', 'a1'), not a late event of the input",
+        "two late dead letters for ('subject', 'lb')",
+        "0 invalid dead letters for the 1 invalid records",
+    ]
+    other = [letter("invalid", None), letter("unprocessable", "b1")]
+    _, problems, _ = account_dead_letters(truth, other)
+    assert problems == ["dead letter unprocessable for event b1 at (0, 0)"]
+
+
+def test_parse_a_late_dead_letter() -> None:
+    doc = {
+        "reason": "late",
+        "event_id": "la",
+        "errors": [
+            {
+                "field": "observed_at",
+                "message": "every group window holding observed_at has closed: the watermark "
+                "is 2026-11-27T10:00:00Z, grace 30s",
+            }
+        ],
+    }
+    assert parse_dead_letter(out(doc, offset=4)) == DeadLetter("late", "la", "group", (0, 4))
