@@ -1,4 +1,4 @@
-"""Summarise py-spy folded stacks (`python -m bench --profile DIR` writes them):
+"""Summarise py-spy folded stacks (`python -m bench --py-spy DIR` writes them):
 `python -m bench.folded DIR/*.txt [--top 25] [--filter agents/]`."""
 
 from __future__ import annotations

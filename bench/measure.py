@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
+from bench.check import verify
 from bench.procs import Proc, cpu_seconds, peak_rss_kb
 from bench.roster import BENCH_PY, RunSpec
+from bench.truth import Truth
 
 __all__ = ["Failed", "Outcome", "Steady", "scrape", "throughput_run"]
 
@@ -214,10 +216,13 @@ def _settled_finals(procs: list[Proc], reports: list[dict[str, Any]]) -> list[di
 
 
 def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
-                   profile_dir: Path | None = None) -> Outcome:  # fmt: skip
+                   profile_dir: Path | None = None,
+                   truth: Truth | None = None) -> Outcome:  # fmt: skip
     """Start the candidate on the preloaded input; wait until it has processed spec.target
     records (bounded); stop it. Throughput = target / (last processed - first received).
-    With `profile_dir`, py-spy samples the candidate's processes into folded stacks there."""
+    With `profile_dir`, py-spy samples the candidate's processes into folded stacks there.
+    With `truth` (of the preloaded input, bench/truth.py), its output is then checked
+    against it (in `extra["check"]`); a mismatch fails the run."""
     procs = spec.processes()
     broker = _BrokerCpu(broker_pid)
     samples = _Samples()
@@ -250,10 +255,10 @@ def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
         cpu = sum(r["cpu"] - r["cpu_first"] for r in reports if r["cpu_first"] is not None)
         if not rss_kb:  # a candidate that exited on its own: its own getrusage figure
             rss_kb = sum(r["maxrss_kb"] for r in reports)
-        return Outcome(
+        outcome = Outcome(
             candidate=spec.candidate.name,
             workers=len(procs),
-            events=spec.target,
+            events=_input_events(spec, truth),
             seconds=last - first,
             startup_s=first - started,
             cpu_s=cpu,
@@ -262,6 +267,9 @@ def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
             steady=samples.steady(spec.target),
             extra={"processes": reports},
         )
+        if truth is not None:
+            _check_output(spec, truth, outcome, procs)
+        return outcome
     finally:
         _stop(procs)
         for spy in spies:  # it writes its file when its target has exited
@@ -270,6 +278,35 @@ def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
                     spy.popen.wait(timeout=30)
             spy.stop()
         _cleanup(spec, keep)
+
+
+def _input_events(spec: RunSpec, truth: Truth | None) -> int:
+    """Input records the run covers: spec.target is in the candidate's progress units (our
+    worker counts an observation once per scope it is counted in, and no invalid,
+    duplicate or late one), so with the truth it is scaled back to records."""
+    return spec.target if truth is None else truth.input_records(spec.candidate, spec.target)
+
+
+def _check_output(spec: RunSpec, truth: Truth, outcome: Outcome, procs: list[Proc]) -> None:
+    """Read the candidate's output (still running: its last coalesced changes go out, and
+    one stopped at a share of the input goes on) and check it against the truth; Failed
+    on any mismatch."""
+    try:
+        result = verify(spec, truth, lambda: sum(r["count"] for r in _progress(procs)))
+    except Exception as exc:  # the checker's own failure fails the run, not the benchmark
+        msg = f"{spec.run_id}: output check could not run: {exc!r}"
+        raise Failed(msg) from exc
+    outcome.extra["check"] = result
+    if result["mismatch_count"]:
+        shown = "\n  ".join(result["mismatches"])
+        msg = (
+            f"{spec.run_id}: output check FAILED, {result['mismatch_count']} mismatches "
+            f"{result['mismatch_kinds']} ({result['finals_checked']} finals, "
+            f"{result['changes_checked']} last changes checked, of "
+            f"{result['windows_expected']} windows, {result['windows_closed']} closed); "
+            f"first:\n  {shown}"
+        )
+        raise Failed(msg)
 
 
 def _cleanup(spec: RunSpec, keep: bool) -> None:

@@ -23,6 +23,7 @@ def summarise(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
         cpu = [_cpu(r) for r in runs]
         broker = [b for b in (_broker_cpu(r) for r in runs) if b is not None]
         total = [_total_cpu(r) for r in runs]
+        checks = [r.extra["check"] for r in runs if "check" in r.extra]
         row.update(
             rounds=len(runs),
             events=runs[0].events,
@@ -37,6 +38,9 @@ def summarise(outcomes: list[Outcome]) -> dict[str, dict[str, Any]]:
             whole_run_rate_median=statistics.median(r.rate for r in runs),
             peak_rss_mb=max(r.peak_rss_mb for r in runs),
             startup_s=statistics.median(r.startup_s for r in runs),
+            # Output per input event, from the output checks (bench/check.py)
+            records_per_event=_median(c["records_per_event"] for c in checks),
+            bytes_per_event=_median(c["bytes_per_event"] for c in checks),
             rates=rates,
             total_cpu=dict(
                 zip((r.extra.get("round", i) for i, r in enumerate(runs)), total, strict=True)
@@ -64,6 +68,11 @@ def _total_cpu(o: Outcome) -> float:
     return _cpu(o) + (_broker_cpu(o) or 0.0)
 
 
+def _median(values: Any) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
 def _fmt(value: float | None, spec: str = ",.0f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -72,8 +81,9 @@ def table(rows: dict[str, dict[str, Any]], latency: dict[str, dict[str, Any]]) -
     """A Markdown table: one line per candidate (and worker count)."""
     head = (
         "| candidate | events | steady events/s median (min-max) | CPU s / 100k (min-max) "
-        "| broker CPU s / 100k | total CPU s / 100k | peak RSS MB |\n"
-        "|---|--:|--:|--:|--:|--:|--:|\n"
+        "| broker CPU s / 100k | total CPU s / 100k | peak RSS MB | out records / event "
+        "| out bytes / event |\n"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     )
     lines = []
     for label, row in rows.items():
@@ -82,7 +92,9 @@ def table(rows: dict[str, dict[str, Any]], latency: dict[str, dict[str, Any]]) -
             f"({_fmt(row['rate_min'])}-{_fmt(row['rate_max'])}) "
             f"| {_fmt(row['cpu_per_100k'], '.2f')} ({_fmt(row['cpu_min'], '.2f')}-"
             f"{_fmt(row['cpu_max'], '.2f')}) | {_fmt(row['broker_cpu_per_100k'], '.2f')} "
-            f"| {_fmt(row['total_cpu_per_100k'], '.2f')} | {_fmt(row['peak_rss_mb'])} |"
+            f"| {_fmt(row['total_cpu_per_100k'], '.2f')} | {_fmt(row['peak_rss_mb'])} "
+            f"| {_fmt(row.get('records_per_event'), '.3f')} "
+            f"| {_fmt(row.get('bytes_per_event'), ',.1f')} |"
         )
     return head + "\n".join(lines)
 

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import data
+from bench import data, truth
 from bench.latency import latency_run, summarise_latency
 from bench.measure import Failed, Outcome, throughput_run
 from bench.procs import listening_pid
@@ -42,6 +42,21 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument(
         "--seed", type=int, default=None, help="of the rounds' shuffled orders (default: random)"
+    )
+    p.add_argument(
+        "--profile",
+        default="ideal",
+        choices=list(data.PROFILES),
+        help="input stream profile (bench/data.py): ideal (valid, in order) or realistic "
+        "(invalid, duplicate, late and out-of-order records, groups)",
+    )
+    p.add_argument("--subjects", type=int, default=data.SUBJECTS, help="distinct subjects")
+    p.add_argument(
+        "--interval-ms",
+        type=float,
+        default=data.INTERVAL_MS,
+        help=f"event time between input records ({data.INTERVAL_MS:g}: a 60 s window holds "
+        f"{60_000 / data.INTERVAL_MS:,.0f}); larger makes a small run span more windows",
     )
     p.add_argument(
         "--candidates",
@@ -70,7 +85,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         help="results file (default bench/results/<timestamp>.json)",
     )
     p.add_argument(
-        "--profile",
+        "--py-spy",
         type=Path,
         default=None,
         metavar="DIR",
@@ -169,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     out_path.write_text(json.dumps(doc, indent=2, default=str))
     print()
     print(
-        f"broker: {doc['broker']}; {doc['events']:,} events preloaded on 8 partitions; "
+        f"broker: {doc['broker']}; {doc['events']:,} events ({doc['profile']}) preloaded "
+        f"on 8 partitions; "
         f"{doc['rounds']} rounds; guarantee {doc['guarantee']}; {doc['cpus']} CPUs"
     )
     print(doc["table"])
@@ -199,15 +215,23 @@ def _run(
     code = _snapshot(args.code, root / "code")
     _say(f"our worker runs {code}")
     input_topic = f"{prefix}-in"
-    span_ms = args.events * data.INTERVAL_MS
+    span_ms = args.events * args.interval_ms
     now_ms = int(time.time() * 1000)
     start_ms = now_ms - now_ms % 60_000 - int(span_ms) - 600_000  # ends 10 min in the past
     asyncio.run(data.create_topics(bootstrap, [input_topic], 8))
     t0 = time.monotonic()
-    sent = asyncio.run(
-        data.preload(bootstrap, input_topic, data.observations(args.events, start_ms))
+    events = data.bench_events(
+        data.PROFILES[args.profile],
+        args.events,
+        start_ms,
+        subjects=args.subjects,
+        interval_ms=args.interval_ms,
     )
-    _say(f"preloaded {sent:,} events into {input_topic} in {time.monotonic() - t0:.1f}s")
+    sent = asyncio.run(data.preload(bootstrap, input_topic, data.records(events)))
+    _say(
+        f"preloaded {sent:,} events ({args.profile}) into {input_topic} "
+        f"in {time.monotonic() - t0:.1f}s"
+    )
 
     plan = [
         (CANDIDATES[n], w)
@@ -215,6 +239,8 @@ def _run(
         if CANDIDATES[n].throughput
         for w in (workers if n == SCALED else [1])
     ]
+    truths = _truths(events, [c for c, _ in plan])
+    del events
     outcomes: list[Outcome] = []
     failures: list[str] = []
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
@@ -224,7 +250,9 @@ def _run(
         order = shuffler.sample(plan, len(plan))  # no candidate has a fixed place
         for candidate, w in order:
             run_id = f"{prefix}-r{r}-{candidate.name}-w{w}"
-            target = max(1, round(args.events * candidate.share))
+            expected = truths.get(candidate.name)
+            total = expected.progress_total(candidate) if expected else args.events
+            target = max(1, round(total * candidate.share))
             spec = RunSpec(
                 candidate,
                 bootstrap,
@@ -237,8 +265,10 @@ def _run(
                 code=root / "code",
             )
             try:
-                profile = args.profile if candidate.kind == "insights" else None
-                o = throughput_run(spec, broker_pid, keep=args.keep, profile_dir=profile)
+                profile = args.py_spy if candidate.kind == "insights" else None
+                o = throughput_run(
+                    spec, broker_pid, keep=args.keep, profile_dir=profile, truth=expected
+                )
             except Failed as exc:
                 failures.append(str(exc))
                 _say(f"round {r + 1}: {candidate.name} x{w}: FAILED {exc}")
@@ -257,6 +287,8 @@ def _run(
                 f"CPU {o.cpu_per_100k:.2f}s/100k, RSS {o.peak_rss_mb:,.0f} MB, "
                 f"load {o.extra['loadavg'][0]:.1f})"
             )
+            if "check" in o.extra:
+                _say(f"round {r + 1}: {candidate.name} x{w}: {_checked(o.extra['check'])}")
 
     latency: dict[str, dict[str, Any]] = {}
     if args.latency_rate > 0:
@@ -320,6 +352,9 @@ def _run(
         "code": code,
         "loadavg_end": os.getloadavg(),
         "events": args.events,
+        "profile": args.profile,
+        "subjects": args.subjects,
+        "interval_ms": args.interval_ms,
         "rounds": args.rounds,
         "order_seed": seed,
         "guarantee": args.guarantee,
@@ -336,3 +371,38 @@ def _run(
         "runs": [asdict(o) | {"rate": o.rate} for o in outcomes],
         "failures": failures,
     }
+
+
+def _truths(events: list[data.BenchEvent], candidates: list[Any]) -> dict[str, truth.Truth]:
+    """The ground truth of the preloaded events for each candidate (by name), computed once
+    per semantics; none for a candidate without aggregate output (raw consume)."""
+    parsed = truth.parse_events(events)
+    by_semantics: dict[truth.Semantics, list[Any]] = {}
+    for candidate in candidates:
+        semantics = truth.semantics_of(candidate)
+        if semantics is not None:
+            by_semantics.setdefault(semantics, []).append(candidate)
+    out = {}
+    for semantics, group in by_semantics.items():
+        partial = any(c.share < 1 for c in group)  # checked on prefixes: keep the values
+        expected = truth.compute(parsed, semantics, sequences=partial)
+        for candidate in group:
+            out[candidate.name] = expected
+    return out
+
+
+def _checked(check: dict[str, Any]) -> str:
+    late = ""
+    if "late_counted" in check:  # our worker: its dead letters accounted for
+        late = (
+            f"; dead letters {check['dead_letters']}, late (scope, event) pairs counted "
+            f"{check['late_counted']} (before a watermark), refused {check['late_refused']}"
+        )
+    return (
+        f"output check passed: {check['finals_checked']:,} finals, "
+        f"{check['changes_checked']:,} last changes checked "
+        f"({check['windows_expected']:,} windows, {check['windows_closed']:,} closed"
+        f"{', partial input: prefixes' if check['partial'] else ''}); "
+        f"{check['records_per_event']:.3f} records, {check['bytes_per_event']:.1f} bytes "
+        f"per input event{late}"
+    )
