@@ -28,7 +28,7 @@ class Candidate:
     description: str
     windows: str | None = None  # insights: INSIGHTS_WINDOWS (None: the default set)
     emit: str | None = None  # insights: INSIGHTS_EMIT (None: default `both`); quix: final|current
-    mode: str | None = None  # raw: consume|aggregate
+    mode: str | None = None  # raw: consume|aggregate; quix: group_by (default)|direct
     emits_changes: bool = True  # has a per-update output whose latency means something
     share: float = 1.0  # of the N preloaded events it is measured on (slow candidates)
     flush_interval: str | None = None  # insights: INSIGHTS_FLUSH_INTERVAL (None: 1s)
@@ -117,15 +117,34 @@ CANDIDATES: dict[str, Candidate] = {
         Candidate(
             "quix-final",
             "quix",
-            "Quix Streams group_by + tumbling reduce .final()",
+            "Quix Streams group_by (subject, metric) + tumbling reduce .final()",
             emit="final",
             emits_changes=False,
         ),
         Candidate(
             "quix-current",
             "quix",
-            "Quix Streams group_by + tumbling reduce .current()",
+            "Quix Streams group_by (subject, metric) + tumbling reduce .current()",
             emit="current",
+        ),
+        # Equal keying: the input is keyed by subject, so Quix can window where it reads, as
+        # our worker folds co-partitioned input without its keyed hop.
+        Candidate(
+            "quix-final-direct",
+            "quix",
+            "Quix Streams on the subject-keyed input (no group_by): tumbling reduce of every "
+            "metric of a subject .final()",
+            emit="final",
+            mode="direct",
+            emits_changes=False,
+        ),
+        Candidate(
+            "quix-current-direct",
+            "quix",
+            "Quix Streams on the subject-keyed input (no group_by): tumbling reduce of every "
+            "metric of a subject .current()",
+            emit="current",
+            mode="direct",
         ),
         Candidate(
             "faust-naive",
@@ -224,6 +243,7 @@ class RunSpec:
                     self.output_topic,
                     str(self.workdir / "state"),
                     self.guarantee,
+                    c.mode or "group_by",
                 ]
             elif c.kind == "faust":
                 argv = [
