@@ -51,6 +51,15 @@ MINIMAL = (
 )
 
 
+# The keyed hop: the worker's own topics (keyed topic, changelogs, outputs) with 12 partitions
+# (the product's default) while the bench's input has 8, so the two are not co-partitioned and
+# ingest sends every valid event over the keyed topic (agents/ingest.py folds a record in
+# directly only when input and keyed topic are co-partitioned and the record's keyed partition
+# is the one it was read from). The harness sets INSIGHTS_TOPIC_PARTITIONS to the input's
+# count; a candidate's settings come after it.
+HOP = (("INSIGHTS_TOPIC_PARTITIONS", "12"),)
+
+
 CANDIDATES: dict[str, Candidate] = {
     c.name: c
     for c in (
@@ -84,6 +93,23 @@ CANDIDATES: dict[str, Candidate] = {
             windows="tumbling:60s",
             settings=MINIMAL,
             emit="changes",
+        ),
+        Candidate(
+            "insights-default-hop",
+            "insights",
+            "our worker, default windows, emit both, keyed topic of 12 partitions (input 8): "
+            "every event crosses the keyed topic",
+            settings=HOP,
+        ),
+        Candidate(
+            "insights-min-final-hop",
+            "insights",
+            "our worker, minimal set, emit final, keyed topic of 12 partitions (input 8): "
+            "every event crosses the keyed topic",
+            windows="tumbling:60s",
+            settings=MINIMAL + HOP,
+            emit="final",
+            emits_changes=False,
         ),
         # The latency setting: changes coalesced per 100 ms instead of per second (ten times
         # the output records and changelog writes of a busy key, a tenth of the wait).
