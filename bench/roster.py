@@ -28,7 +28,7 @@ class Candidate:
     description: str
     windows: str | None = None  # insights: INSIGHTS_WINDOWS (None: the default set)
     emit: str | None = None  # insights: INSIGHTS_EMIT (None: default `both`); quix: final|current
-    mode: str | None = None  # raw: consume|aggregate
+    mode: str | None = None  # raw: consume|aggregate; quix: group_by (default)|direct
     emits_changes: bool = True  # has a per-update output whose latency means something
     share: float = 1.0  # of the N preloaded events it is measured on (slow candidates)
     flush_interval: str | None = None  # insights: INSIGHTS_FLUSH_INTERVAL (None: 1s)
@@ -49,6 +49,15 @@ MINIMAL = (
     ("INSIGHTS_DEDUP_TTL", "0s"),
     ("INSIGHTS_ANOMALY_DETECTION", "false"),
 )
+
+
+# The keyed hop: the worker's own topics (keyed topic, changelogs, outputs) with 12 partitions
+# (the product's default) while the bench's input has 8, so the two are not co-partitioned and
+# ingest sends every valid event over the keyed topic (agents/ingest.py folds a record in
+# directly only when input and keyed topic are co-partitioned and the record's keyed partition
+# is the one it was read from). The harness sets INSIGHTS_TOPIC_PARTITIONS to the input's
+# count; a candidate's settings come after it.
+HOP = (("INSIGHTS_TOPIC_PARTITIONS", "12"),)
 
 
 CANDIDATES: dict[str, Candidate] = {
@@ -85,6 +94,23 @@ CANDIDATES: dict[str, Candidate] = {
             settings=MINIMAL,
             emit="changes",
         ),
+        Candidate(
+            "insights-default-hop",
+            "insights",
+            "our worker, default windows, emit both, keyed topic of 12 partitions (input 8): "
+            "every event crosses the keyed topic",
+            settings=HOP,
+        ),
+        Candidate(
+            "insights-min-final-hop",
+            "insights",
+            "our worker, minimal set, emit final, keyed topic of 12 partitions (input 8): "
+            "every event crosses the keyed topic",
+            windows="tumbling:60s",
+            settings=MINIMAL + HOP,
+            emit="final",
+            emits_changes=False,
+        ),
         # The latency setting: changes coalesced per 100 ms instead of per second (ten times
         # the output records and changelog writes of a busy key, a tenth of the wait).
         Candidate(
@@ -117,15 +143,34 @@ CANDIDATES: dict[str, Candidate] = {
         Candidate(
             "quix-final",
             "quix",
-            "Quix Streams group_by + tumbling reduce .final()",
+            "Quix Streams group_by (subject, metric) + tumbling reduce .final()",
             emit="final",
             emits_changes=False,
         ),
         Candidate(
             "quix-current",
             "quix",
-            "Quix Streams group_by + tumbling reduce .current()",
+            "Quix Streams group_by (subject, metric) + tumbling reduce .current()",
             emit="current",
+        ),
+        # Equal keying: the input is keyed by subject, so Quix can window where it reads, as
+        # our worker folds co-partitioned input without its keyed hop.
+        Candidate(
+            "quix-final-direct",
+            "quix",
+            "Quix Streams on the subject-keyed input (no group_by): tumbling reduce of every "
+            "metric of a subject .final()",
+            emit="final",
+            mode="direct",
+            emits_changes=False,
+        ),
+        Candidate(
+            "quix-current-direct",
+            "quix",
+            "Quix Streams on the subject-keyed input (no group_by): tumbling reduce of every "
+            "metric of a subject .current()",
+            emit="current",
+            mode="direct",
         ),
         Candidate(
             "faust-naive",
@@ -224,6 +269,7 @@ class RunSpec:
                     self.output_topic,
                     str(self.workdir / "state"),
                     self.guarantee,
+                    c.mode or "group_by",
                 ]
             elif c.kind == "faust":
                 argv = [

@@ -1,10 +1,16 @@
 """Our worker (`observer-insights worker`), plus a progress hook for the harness.
 
 The hook wraps methods at class level and changes nothing else: the ingest agent's batch
-handler marks the first input record; after each fold of a partition (folded into state,
-state written, outputs sent: by the rolling agent, or by the ingest agent for co-partitioned
-records) the observations it counted are added. Per fold, not per event. Settings
-come from the environment exactly as for `observer-insights worker`.
+handler marks the first input record; progress counts input messages, as the harness's
+target does: a message dead-lettered by ingest (not valid) when its letter is sent, and a
+valid one when its subject record has been through a flush of its keyed partition (folded
+into state, outputs sent, state written when due: after the fold by the ingest agent for
+co-partitioned records or by the rolling agent for those from the keyed topic, or by the
+timer's flush), whatever the fold made of it (counted, duplicate, late). Group records are
+not counted: each valid message has exactly one subject record. Per flush, not per event.
+Counters (in the progress JSON) show the path: `keyed_records` went over the keyed topic,
+`folded_records` were folded in (both scopes; the difference was folded in directly).
+Settings come from the environment exactly as for `observer-insights worker`.
 BENCH_PROFILE=path writes a cProfile of the whole process there on exit.
 BENCH_TRACEMALLOC=path traces allocations (slow, about twice the memory) and writes the
 biggest live ones, by allocating call site, there on exit.
@@ -19,6 +25,7 @@ import os
 import sys
 import time
 import tracemalloc
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +40,13 @@ from streams.settings import load_settings
 
 progress = Progress.from_env()
 _ingest_process = Ingest.process
-_observe_latency = RollingEngine._observe_latency
+_dead_letter = Ingest._dead_letter
+_send = Ingest._send
+_fold = RollingEngine.fold
+_flush = RollingEngine._flush
+_state_for = RollingEngine.state_for
+_folding: ContextVar[int] = ContextVar("bench_folding", default=0)  # subject records
+_unflushed: dict[int, int] = {}  # keyed partition -> input messages folded in, not flushed
 
 
 async def _ingest(self: Ingest, events: list[Any], on_done: Any = None) -> None:
@@ -41,11 +54,53 @@ async def _ingest(self: Ingest, events: list[Any], on_done: Any = None) -> None:
     await _ingest_process(self, events, on_done)
 
 
-def _observe(self: RollingEngine, sources_ms: list[int]) -> None:
-    # Called once per fold, after its flush, with one entry per observation it counted:
-    # the only per-observation figure the engine hands out.
-    _observe_latency(self, sources_ms)
-    progress.add(len(sources_ms))
+async def _lettered(self: Ingest, message: Any, failure: Any, headers: Any) -> Any:
+    delivery = await _dead_letter(self, message, failure, headers)
+    progress.add(1)
+    progress.bump("ingest_dead_letters")
+    return delivery
+
+
+async def _sent(self: Ingest, source: int, destination: int, items: list[Any], report: Any) -> Any:
+    progress.bump("keyed_records", len(items))
+    return await _send(self, source, destination, items, report)
+
+
+async def _folded(
+    self: RollingEngine, partition: int, chunks: list[Any], *, defer: bool = False
+) -> bool:
+    progress.bump("folds")
+    records = subjects = 0
+    for items, _, _ in chunks:
+        records += len(items)
+        subjects += [record.scope for record, _ in items].count("subject")
+    progress.bump("folded_records", records)
+    token = _folding.set(subjects)  # taken by `_state` once the fold has the partition
+    try:
+        return await _fold(self, partition, chunks, defer=defer)
+    finally:
+        _folding.reset(token)
+
+
+def _state(self: RollingEngine, partition: int) -> Any:
+    # A fold looks its state up under the partition's flush lock, after deciding to take
+    # its records (it refuses them all when the partition is not held here) and before
+    # offering them: what it brings is then unflushed, in the order the flushes see it.
+    subjects = _folding.get()
+    if subjects:
+        _folding.set(0)
+        _unflushed[partition] = _unflushed.get(partition, 0) + subjects
+    return _state_for(self, partition)
+
+
+async def _flushed(
+    self: RollingEngine, partition: int, state: Any, *, persist: bool = False
+) -> bool:
+    done = _unflushed.pop(partition, 0)  # what this flush publishes, as it takes its changes
+    flushed = await _flush(self, partition, state, persist=persist)
+    if flushed and done:
+        progress.add(done)
+    return flushed
 
 
 def _counting(name: str, method: Any, size: Any = len) -> Any:
@@ -71,7 +126,11 @@ def _count_yielded(name: str, method: Any) -> Any:
 
 
 Ingest.process = _ingest  # type: ignore[method-assign]
-RollingEngine._observe_latency = _observe  # type: ignore[method-assign]
+Ingest._dead_letter = _lettered  # type: ignore[method-assign]
+Ingest._send = _sent  # type: ignore[method-assign]
+RollingEngine.fold = _folded  # type: ignore[method-assign]
+RollingEngine._flush = _flushed  # type: ignore[method-assign]
+RollingEngine.state_for = _state  # type: ignore[method-assign]
 # Work per run, for comparing runs (the JSON has them per process): changes and finals
 # made, changelog writes, folds.
 PartitionState.take_changes = _count_yielded("changes", PartitionState.take_changes)  # type: ignore[method-assign]
@@ -96,7 +155,6 @@ def _time_collections(phase: str, info: dict[str, int]) -> None:
 
 
 gc.callbacks.append(_time_collections)
-RollingEngine.fold = _counting("folds", RollingEngine.fold, lambda result: 1)  # type: ignore[method-assign]
 _tick = RollingEngine.tick
 
 
