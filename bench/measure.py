@@ -281,9 +281,8 @@ def throughput_run(spec: RunSpec, broker_pid: int | None, keep: bool = False,
 
 
 def _input_events(spec: RunSpec, truth: Truth | None) -> int:
-    """Input records the run covers: spec.target is in the candidate's progress units (our
-    worker counts an observation once per scope it is counted in, and no invalid,
-    duplicate or late one), so with the truth it is scaled back to records."""
+    """Input records the run covers (spec.target, in the candidate's progress units: input
+    messages for every candidate today)."""
     return spec.target if truth is None else truth.input_records(spec.candidate, spec.target)
 
 

@@ -129,6 +129,8 @@ def emits(candidate: Candidate) -> tuple[bool, bool]:
     if candidate.kind == "quix":
         final = (candidate.emit or "final") == "final"
         return final, not final
+    if candidate.kind == "raw" and candidate.mode == "finals":
+        return True, False
     return False, True  # raw aggregate, naive Faust: one updated aggregate per event
 
 

@@ -186,6 +186,14 @@ CANDIDATES: dict[str, Candidate] = {
             emits_changes=False,
         ),
         Candidate(
+            "raw-finals",
+            "raw",
+            "raw ceiling of the minimal set: aiokafka consume + decode + validate + aggregate "
+            "+ batched finals per partition watermark, committed after delivery",
+            mode="finals",
+            emits_changes=False,
+        ),
+        Candidate(
             "raw-aggregate",
             "raw",
             "raw aiokafka consume + decode + aggregate + one produce per event",
@@ -281,6 +289,15 @@ class RunSpec:
                     self.output_topic,
                     str(self.workdir / "data"),
                     str(self.partitions),
+                ]
+            elif c.mode == "finals":
+                argv = [
+                    str(MAIN_PY),
+                    str(HERE / "raw_finals.py"),
+                    self.bootstrap,
+                    self.input_topic,
+                    self.run_id,
+                    self.output_topic,
                 ]
             else:
                 argv = [
