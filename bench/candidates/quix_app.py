@@ -147,7 +147,13 @@ def by_subject(w: dict[str, Any], key: bytes, timestamp: int, headers: Any) -> d
 def main() -> None:
     mode, bootstrap, topic, group, output, state_dir, guarantee, keying = sys.argv[1:9]
     # Group timing as our worker's (INSIGHTS_SESSION_TIMEOUT 10s): a faster first join.
-    consumer: dict[str, Any] = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000}
+    consumer: dict[str, Any] = {
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 2_000,
+        # Our worker's fetch wait (INSIGHTS_FETCH_MAX_WAIT, 100 ms): the same for every
+        # candidate compared (librdkafka's default is 500 ms).
+        "fetch.wait.max.ms": 100,
+    }
     if keying != "direct":
         # After the hop a window's partition time is that of whichever input partition was
         # read last. On a backlog librdkafka hands out up to max.partition.fetch.bytes
