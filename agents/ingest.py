@@ -84,6 +84,11 @@ class Ingest:
         self.sink = sink
         self.tracing = tracing
         self.local: Folder | None = None
+        # Held from a batch's progress being taken until its keyed records are queued to
+        # the producer, and by the timer's reports: a source's report must never reach a
+        # keyed partition before the records that made it (there it would close their
+        # windows early, and the records would miss them).
+        self._reporting = asyncio.Lock()
         app.on_partitions_revoked.connect(self._on_revoked)
 
     async def process(self, records: list[Any], on_done: Callable[[], None] | None = None) -> None:
@@ -133,28 +138,29 @@ class Ingest:
         read_to: dict[int, int] = {}
         for message in records:
             read_to[message.partition] = message.offset + 1
-        for source, offset in read_to.items():
-            self.progress.read(source, marks.get(source), offset, now_s)
-        defer = on_done is not None
         refused = False
-        if local and self.local is not None:
-            for partition, items in local.items():
-                report = self.progress.report(partition, partition, now_s)
-                chunk: Chunk = (items, received_ms, report)
-                if await self.local.fold(partition, [chunk], defer=defer):
-                    continue
-                if on_done is not None and self.lane is not None:
-                    # A rebalance is under way (the state is not here, or not recovered):
-                    # the next generation reads the batch again from the committed offset.
-                    # Not over the keyed topic: those records could arrive after later
-                    # ones folded here, whose progress would then have made them late.
-                    self.lane.spoil(records[0].topic, partition)
-                    refused = True
-                else:
-                    envelopes.setdefault((partition, partition), []).extend(items)
-        for (source, destination), items in envelopes.items():
-            report = self.progress.report(source, destination, now_s)
-            deliveries.extend(await self._send(source, destination, items, report))
+        async with self._reporting:  # see __init__
+            for source, offset in read_to.items():
+                self.progress.read(source, marks.get(source), offset, now_s)
+            defer = on_done is not None
+            if local and self.local is not None:
+                for partition, items in local.items():
+                    report = self.progress.report(partition, partition, now_s)
+                    chunk: Chunk = (items, received_ms, report)
+                    if await self.local.fold(partition, [chunk], defer=defer):
+                        continue
+                    if on_done is not None and self.lane is not None:
+                        # A rebalance is under way (the state is not here, or not recovered):
+                        # the next generation reads the batch again from the committed offset.
+                        # Not over the keyed topic: those records could arrive after later
+                        # ones folded here, whose progress would then have made them late.
+                        self.lane.spoil(records[0].topic, partition)
+                        refused = True
+                    else:
+                        envelopes.setdefault((partition, partition), []).extend(items)
+            for (source, destination), items in envelopes.items():
+                report = self.progress.report(source, destination, now_s)
+                deliveries.extend(await self._send(source, destination, items, report))
         await asyncio.gather(*deliveries)
         self.metrics.events_received.inc(len(records))
         self.metrics.events_valid.inc(valid)
@@ -262,24 +268,25 @@ class Ingest:
         direct = self.local is not None and copartitioned(
             self.app, self.input_topic, self.keyed_topic
         )
-        now_s, now_ms = time.monotonic(), int(time.time() * 1000)
         deliveries: list[Awaitable[Any]] = []
-        for tp in sorted(app.consumer.assignment()):
-            if tp.topic != self.input_topic:
-                continue
-            position, end, polled_ms = fetch_state(self.app, tp)
-            fetched = self.lane.fetched(tp) if self.lane is not None else None
-            fetch = FetchState(position, end, polled_ms, fetched, stable and tp not in paused)
-            for destination, report in self.progress.due(
-                tp.partition, fetch, destinations, now_s, now_ms
-            ):
-                if direct and destination == tp.partition and self.local is not None:
-                    # Only by the direct path, as its records go: over the keyed topic it
-                    # could overtake records of this source still to be folded in here.
-                    if not await self.local.observe(destination, report):
-                        self.progress.untell(tp.partition, destination)  # again next time
+        async with self._reporting:  # never between a batch's progress and its records
+            now_s, now_ms = time.monotonic(), int(time.time() * 1000)
+            for tp in sorted(app.consumer.assignment()):
+                if tp.topic != self.input_topic:
                     continue
-                deliveries.extend(await self._send(tp.partition, destination, [], report))
+                position, end, polled_ms = fetch_state(self.app, tp)
+                fetched = self.lane.fetched(tp) if self.lane is not None else None
+                fetch = FetchState(position, end, polled_ms, fetched, stable and tp not in paused)
+                for destination, report in self.progress.due(
+                    tp.partition, fetch, destinations, now_s, now_ms
+                ):
+                    if direct and destination == tp.partition and self.local is not None:
+                        # Only by the direct path, as its records go: over the keyed topic it
+                        # could overtake records of this source still to be folded in here.
+                        if not await self.local.observe(destination, report):
+                            self.progress.untell(tp.partition, destination)  # again next time
+                        continue
+                    deliveries.extend(await self._send(tp.partition, destination, [], report))
         await asyncio.gather(*deliveries)
 
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
