@@ -84,6 +84,26 @@ class BenchEvent:
     observed_ms: int | None  # None: invalid
 
 
+def generator_config(
+    profile: Profile, start_ms: int, subjects: int, interval_ms: float, seed: int
+) -> GeneratorConfig:
+    """The generator's settings for `profile` (4 metrics, 3 observers)."""
+    return GeneratorConfig(
+        start_ms=start_ms,
+        seed=seed,
+        subjects=subjects,
+        metrics=METRICS,
+        observers=3,
+        groups=profile.groups,
+        interval_ms=interval_ms,
+        invalid_share=profile.invalid_share,
+        duplicate_share=profile.duplicate_share,
+        late_share=profile.late_share,
+        spike_share=profile.spike_share,
+        epoch_ms_share=profile.epoch_ms_share,
+    )
+
+
 def bench_events(
     profile: Profile,
     count: int,
@@ -98,20 +118,7 @@ def bench_events(
     original's time: it is re-sent later, so it may arrive anywhere after it). A late
     event among the first `count // 100` is left out: before every input partition has
     shown its event time, whether it is late depends on the candidate's start."""
-    config = GeneratorConfig(
-        start_ms=start_ms,
-        seed=seed,
-        subjects=subjects,
-        metrics=METRICS,
-        observers=3,
-        groups=profile.groups,
-        interval_ms=interval_ms,
-        invalid_share=profile.invalid_share,
-        duplicate_share=profile.duplicate_share,
-        late_share=profile.late_share,
-        spike_share=profile.spike_share,
-        epoch_ms_share=profile.epoch_ms_share,
-    )
+    config = generator_config(profile, start_ms, subjects, interval_ms, seed)
     rng = random.Random(seed + 1)
     out: list[tuple[float, int, BenchEvent]] = []
     warm_up = count // 100
@@ -138,16 +145,7 @@ def observations(
     count: int | None, start_ms: int, interval_ms: float = INTERVAL_MS, seed: int = 7
 ) -> Iterator[tuple[bytes, bytes, int]]:
     """(key, value, observed_ms): valid observations only, epoch-ms times, no group ids."""
-    config = GeneratorConfig(
-        start_ms=start_ms,
-        seed=seed,
-        subjects=SUBJECTS,
-        metrics=METRICS,
-        observers=3,
-        groups=0,
-        interval_ms=interval_ms,
-        epoch_ms_share=1.0,
-    )
+    config = generator_config(PROFILES["ideal"], start_ms, SUBJECTS, interval_ms, seed)
     for event in ObservationGenerator(config, count=count):
         assert event.observed_ms is not None
         yield event.key, event.value, event.observed_ms
