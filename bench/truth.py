@@ -22,7 +22,6 @@ semantics (`semantics_of`):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from typing import Any
 
 from bench.data import BenchEvent
 from bench.roster import Candidate
+from streams import durations
 from streams.generator import Kind
 
 __all__ = [
@@ -54,8 +54,6 @@ GRACE_MS = 30_000
 WindowKey = tuple[str, str, str, int, int]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 @dataclass(frozen=True)
@@ -187,29 +185,13 @@ class Truth:
 
 
 def _duration_ms(text: str) -> int:
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        msg = f"not a duration: {text!r}"
-        raise ValueError(msg)
-    number, unit = match.groups()
-    return round(float(number) * _UNIT_MS[unit or "s"])
+    """A setting's duration (the product's own parser: this is configuration, not truth)."""
+    return round(durations.parse_duration(text) * 1000)
 
 
 def parse_windows(text: str) -> tuple[tuple[int, int], ...]:
     """`tumbling:60s,hopping:300s/60s` -> ((60000, 60000), (300000, 60000))."""
-    out = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        kind, _, params = part.partition(":")
-        if kind == "tumbling":
-            size = _duration_ms(params)
-            out.append((size, size))
-        elif kind == "hopping":
-            size_text, _, step_text = params.partition("/")
-            out.append((_duration_ms(size_text), _duration_ms(step_text)))
-        else:
-            msg = f"unknown window {part!r}"
-            raise ValueError(msg)
-    return tuple(out)
+    return tuple((w.size_s * 1000, w.step_s * 1000) for w in durations.parse_windows(text))
 
 
 def semantics_of(candidate: Candidate) -> Semantics | None:
