@@ -32,45 +32,8 @@ class Failed(Exception):
 
 
 @dataclass
-class Outcome:
-    """What one run measured."""
-
-    candidate: str
-    workers: int
-    events: int
-    seconds: float  # first record in -> last record processed
-    startup_s: float  # process start -> first record in
-    cpu_s: float  # candidate processes, over `seconds`
-    broker_cpu_s: float | None
-    peak_rss_mb: float  # sum over the candidate's processes
-    steady: Steady | None = None  # the 10%-90% span of the input
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else float("nan")
-
-    @property
-    def cpu_per_100k(self) -> float:
-        return self.cpu_s / self.events * 100_000
-
-
-def scrape(port: int, path: str = "/metrics", timeout: float = 2.0) -> tuple[int, str]:
-    """(status, body) of http://127.0.0.1:port/path; (0, "") when it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
-
-
-@dataclass(frozen=True)
-class Steady:
-    """The span in which a run went from 10% to 90% of its target: start-up, warm-up and the
-    last windows' finals left out. Rates from the harness's samples of the candidates'
-    progress files (each rewritten every 100 ms), not from one first and one last time."""
+class Span:
+    """Events processed over some seconds, and the CPU it took (per 100k events)."""
 
     events: int
     seconds: float
@@ -90,6 +53,36 @@ class Steady:
         if self.broker_cpu_s is None:
             return None
         return self.broker_cpu_s / self.events * 100_000
+
+
+@dataclass
+class Steady(Span):
+    """The span in which a run went from 10% to 90% of its target: start-up, warm-up and the
+    last windows' finals left out. Rates from the harness's samples of the candidates'
+    progress files (each rewritten every 100 ms), not from one first and one last time."""
+
+
+@dataclass
+class Outcome(Span):
+    """What one run measured: its whole span (first record in -> last record processed)."""
+
+    candidate: str
+    workers: int
+    startup_s: float  # process start -> first record in
+    peak_rss_mb: float  # sum over the candidate's processes
+    steady: Steady | None = None  # the 10%-90% span of the input
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def scrape(port: int, path: str = "/metrics", timeout: float = 2.0) -> tuple[int, str]:
+    """(status, body) of http://127.0.0.1:port/path; (0, "") when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
 
 
 @dataclass

@@ -60,7 +60,7 @@ def _cpu(o: Outcome) -> float:
 def _broker_cpu(o: Outcome) -> float | None:
     if o.steady and o.steady.broker_cpu_per_100k is not None:
         return o.steady.broker_cpu_per_100k
-    return None if o.broker_cpu_s is None else o.broker_cpu_s / o.events * 100_000
+    return o.broker_cpu_per_100k
 
 
 def _total_cpu(o: Outcome) -> float:
