@@ -9,6 +9,7 @@ Record shapes (value JSON; key in brackets):
 - Quix without group_by ([subject]): {subject_id, start, end, metrics: {metric: {count,
   sum, min, max}}, last_ms, emitted_ms}: one row per metric;
 - raw aggregate: {subject_id, metric, start, count, sum, min, max, last_ms, emitted_ms};
+  raw finals add `scope`, and a group scope's record has `group_id` for `subject_id`;
 - naive Faust: {key: subject|metric, count, sum, min, max, last_ms, emitted_ms}: no window
   in it; it is the 60 s window holding `last_ms` (the newest event time in the aggregate).
 Every aggregate window of the other candidates is tumbling 60 s.
@@ -129,7 +130,7 @@ def emits(candidate: Candidate) -> tuple[bool, bool]:
     if candidate.kind == "quix":
         final = (candidate.emit or "final") == "final"
         return final, not final
-    if candidate.kind == "raw" and candidate.mode == "finals":
+    if candidate.kind == "raw" and candidate.mode in ("finals", "finals-groups"):
         return True, False
     return False, True  # raw aggregate, naive Faust: one updated aggregate per event
 
@@ -187,12 +188,15 @@ def parse(candidate: Candidate, record: OutRecord) -> list[Row]:
             )
             for metric, agg in doc["metrics"].items()
         ]
+    scope = "subject"
     if "key" in doc:  # naive Faust
         subject, metric = doc["key"].rsplit("|", 1)
         last = int(doc["last_ms"])
         start, size = last - last % WINDOW_MS, WINDOW_MS
-    elif "subject_id" in doc:  # raw aggregate
-        subject, metric = doc["subject_id"], doc["metric"]
+    elif "metric" in doc:  # raw aggregate, raw finals
+        scope = doc.get("scope", scope)
+        subject = doc["subject_id"] if scope == "subject" else doc["group_id"]
+        metric = doc["metric"]
         start, size = int(doc["start"]), WINDOW_MS
     else:  # Quix with group_by: subject and metric in the record key
         subject, metric = _text(record.key).rsplit("|", 1)
@@ -200,7 +204,7 @@ def parse(candidate: Candidate, record: OutRecord) -> list[Row]:
         size = int(doc["end"]) - start
     return [
         Row(
-            "subject",
+            scope,
             subject,
             metric,
             start,

@@ -194,6 +194,15 @@ CANDIDATES: dict[str, Candidate] = {
             emits_changes=False,
         ),
         Candidate(
+            "raw-finals-groups",
+            "raw",
+            "raw ceiling of the minimal set with the group scope (our worker's work on the "
+            "realistic profile): raw-finals also folding (group_id, metric) in-process, group "
+            "windows closed at the lowest partition watermark; no keyed hop",
+            mode="finals-groups",
+            emits_changes=False,
+        ),
+        Candidate(
             "raw-aggregate",
             "raw",
             "raw aiokafka consume + decode + aggregate + one produce per event",
@@ -290,7 +299,7 @@ class RunSpec:
                     str(self.workdir / "data"),
                     str(self.partitions),
                 ]
-            elif c.mode == "finals":
+            elif c.mode in ("finals", "finals-groups"):
                 argv = [
                     str(MAIN_PY),
                     str(HERE / "raw_finals.py"),
@@ -298,6 +307,7 @@ class RunSpec:
                     self.input_topic,
                     self.run_id,
                     self.output_topic,
+                    *(["groups"] if c.mode == "finals-groups" else []),
                 ]
             else:
                 argv = [

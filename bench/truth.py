@@ -207,6 +207,8 @@ def semantics_of(candidate: Candidate) -> Semantics | None:
     if candidate.kind == "raw":
         if candidate.mode == "finals":
             return Semantics(TUMBLING_60S, drop_late=True)
+        if candidate.mode == "finals-groups":
+            return Semantics(TUMBLING_60S, group_scope=True, drop_late=True)
         return Semantics(TUMBLING_60S, drop_late=False) if candidate.mode == "aggregate" else None
     if candidate.kind == "faust":
         return Semantics(TUMBLING_60S, drop_late=False)

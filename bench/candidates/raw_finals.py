@@ -3,9 +3,14 @@ work as our worker's minimal set, and nothing more. Per message: decode (orjson)
 validate (the contract's rules, `validation.py`); fold into count/sum/min/max per (subject,
 metric, 60 s tumbling window); per input partition, a watermark (newest event time minus
 the 30 s grace) closes windows, whose finals go out in one batch of sends, awaited before
-the batch's offsets are committed. Late events (their window closed) are dropped. No state
-persistence, no dedup, no dead letters, no changes stream.
-Usage: raw_finals.py BOOTSTRAP INPUT GROUP OUTPUT
+the batch's offsets are committed. Late events (their window closed by their partition's
+watermark) are dropped. No state persistence, no dedup, no dead letters, no changes stream.
+
+With `groups` it also folds the group scope as our worker does (per (group_id, metric) over
+the group's subjects), in this one process: no keyed hop, so it cannot scale out as our
+worker does. A group's subjects are on every partition, so group windows close at the
+lowest of the assigned partitions' watermarks, once every one of them has been read.
+Usage: raw_finals.py BOOTSTRAP INPUT GROUP OUTPUT [groups]
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import asyncio
 import signal
 import sys
 import time
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,19 +28,17 @@ from validation import check
 WINDOW_MS = 60_000
 GRACE_MS = 30_000
 
-# per partition: window start -> (subject, metric) -> [count, sum, min, max, first, last]
+# window start -> (subject or group id, metric) -> [count, sum, min, max, first, last]:
+# one per partition for the subject scope, one for the group scope
 State = dict[int, dict[tuple[str, str], list[float]]]
 
 
-def fold(state: State, doc: dict[str, Any], at: int, closed_before: int) -> None:
+def fold(state: State, entity: str, metric: str, value: float, at: int) -> None:
     start = at - at % WINDOW_MS
-    if start + WINDOW_MS <= closed_before:
-        return  # late: its window is closed
     window = state.get(start)
     if window is None:
         window = state[start] = {}
-    key = (doc["subject_id"], doc["metric"])
-    value = float(doc["value"])
+    key = (entity, metric)
     agg = window.get(key)
     if agg is None:
         window[key] = [1, value, value, value, at, at]
@@ -53,16 +55,18 @@ def fold(state: State, doc: dict[str, Any], at: int, closed_before: int) -> None
         agg[5] = at
 
 
-def close(state: State, watermark: int) -> list[tuple[bytes, bytes]]:
+def close(state: State, watermark: int, scope: str = "subject") -> list[tuple[bytes, bytes]]:
     """(key, value) of the final of every window whose end is at or before `watermark`;
     those windows leave the state."""
     out = []
     now = time.time() * 1000
+    entity_field = "subject_id" if scope == "subject" else "group_id"
     for start in sorted(s for s in state if s + WINDOW_MS <= watermark):
-        for (subject, metric), agg in state.pop(start).items():
+        for (entity, metric), agg in state.pop(start).items():
             count, total, low, high, first, last = agg
             record = {
-                "subject_id": subject,
+                "scope": scope,
+                entity_field: entity,
                 "metric": metric,
                 "start": start,
                 "end": start + WINDOW_MS,
@@ -75,11 +79,11 @@ def close(state: State, watermark: int) -> list[tuple[bytes, bytes]]:
                 "last_ms": last,
                 "emitted_ms": now,
             }
-            out.append((subject.encode(), orjson.dumps(record)))
+            out.append((entity.encode(), orjson.dumps(record)))
     return out
 
 
-async def run(bootstrap: str, topic: str, group: str, output: str) -> None:
+async def run(bootstrap: str, topic: str, group: str, output: str, groups: bool) -> None:
     progress = Progress.from_env()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,6 +102,8 @@ async def run(bootstrap: str, topic: str, group: str, output: str) -> None:
     await producer.start()
     states: dict[int, State] = {}
     newest: dict[int, int] = {}
+    group_state: State = {}
+    group_closed = -(1 << 62)  # group windows ending at or before it are closed
     loads = orjson.loads
     try:
         while not stop.is_set():
@@ -118,7 +124,14 @@ async def run(bootstrap: str, topic: str, group: str, output: str) -> None:
                     if verdict is None:
                         continue
                     doc, at = verdict
-                    fold(state, doc, at, seen - GRACE_MS)
+                    start = at - at % WINDOW_MS
+                    if start + WINDOW_MS <= seen - GRACE_MS:
+                        continue  # late: its window is closed
+                    metric, value = doc["metric"], float(doc["value"])
+                    fold(state, doc["subject_id"], metric, value, at)
+                    group_id = doc.get("group_id") if groups else None
+                    if group_id is not None and start + WINDOW_MS > group_closed:
+                        fold(group_state, group_id, metric, value, at)
                     if at > seen:
                         seen = at
                 newest[tp.partition] = seen
@@ -126,6 +139,11 @@ async def run(bootstrap: str, topic: str, group: str, output: str) -> None:
                     sends.append(await producer.send(output, value, key=key))
                 offsets[TopicPartition(tp.topic, tp.partition)] = records[-1].offset + 1
                 count += len(records)
+            assigned = {tp.partition for tp in consumer.assignment()}
+            if groups and assigned and assigned <= newest.keys():
+                group_closed = max(group_closed, min(newest[p] for p in assigned) - GRACE_MS)
+                for key, value in close(group_state, group_closed, "group"):
+                    sends.append(await producer.send(output, value, key=key))
             if sends:
                 await asyncio.gather(*sends)  # every final delivered before the commit
             await consumer.commit(offsets)
@@ -137,4 +155,4 @@ async def run(bootstrap: str, topic: str, group: str, output: str) -> None:
 
 if __name__ == "__main__":
     bootstrap, topic, group, output = sys.argv[1:5]
-    asyncio.run(run(bootstrap, topic, group, output))
+    asyncio.run(run(bootstrap, topic, group, output, sys.argv[5:6] == ["groups"]))

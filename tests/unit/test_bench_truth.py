@@ -161,6 +161,10 @@ def test_candidate_semantics() -> None:
     assert semantics_of(CANDIDATES["raw-aggregate"]) == Semantics((TUMBLING,), drop_late=False)
     assert semantics_of(CANDIDATES["faust-naive"]) == Semantics((TUMBLING,), drop_late=False)
     assert semantics_of(CANDIDATES["raw-consume"]) is None
+    assert semantics_of(CANDIDATES["raw-finals"]) == Semantics((TUMBLING,), drop_late=True)
+    assert semantics_of(CANDIDATES["raw-finals-groups"]) == Semantics(
+        (TUMBLING,), group_scope=True, drop_late=True
+    )
 
 
 # -- parsing the candidates' records ------------------------------------------------------
@@ -219,6 +223,15 @@ def test_parse_every_shape() -> None:
     ]
     faust = out({"key": "s-1|temp", **agg, "last_ms": S + MIN - 1, "emitted_ms": 0})
     assert parse(CANDIDATES["faust-naive"], faust)[0].start_ms == S
+    final = {"metric": "temp", "start": S, "end": S + MIN, "final": True, **agg}
+    raw_subject = out({"scope": "subject", "subject_id": "s-1", **final})
+    raw_group = out({"scope": "group", "group_id": "g", **final})
+    assert parse(CANDIDATES["raw-finals-groups"], raw_subject) == [
+        Row("subject", "s-1", "temp", S, MIN, True, 1, 2.0, 2.0, 2.0, None, (0, 0))
+    ]
+    assert parse(CANDIDATES["raw-finals-groups"], raw_group) == [
+        Row("group", "g", "temp", S, MIN, True, 1, 2.0, 2.0, 2.0, None, (0, 0))
+    ]
 
 
 # -- the checker --------------------------------------------------------------------------
