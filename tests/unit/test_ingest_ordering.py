@@ -73,9 +73,10 @@ def _ingest(monkeypatch: pytest.MonkeyPatch, sent: list[tuple[int, bytes]]) -> I
     monkeypatch.setattr(ingest_module, "fetch_state", lambda app, tp: (1, 1, None))
     ingest = Ingest.__new__(Ingest)
     tp = TP("observations", 0)
+    recovered = SimpleNamespace(completed=SimpleNamespace(is_set=lambda: True))
     ingest.app = SimpleNamespace(
         rebalancing=False,
-        tables=SimpleNamespace(recovery=SimpleNamespace(completed=SimpleNamespace(is_set=lambda: True))),
+        tables=SimpleNamespace(recovery=recovered),
         consumer=SimpleNamespace(flow_active=True, assignment=lambda: [tp]),
     )
     ingest.lane = None
