@@ -71,7 +71,7 @@ def _ingest(monkeypatch: pytest.MonkeyPatch, sent: list[tuple[int, bytes]]) -> I
     monkeypatch.setattr(ingest_module, "partition_count", lambda app, topic: 2)
     monkeypatch.setattr(ingest_module, "paused_partitions", lambda app: set())
     monkeypatch.setattr(ingest_module, "fetch_state", lambda app, tp: (1, 1, None))
-    ingest = Ingest.__new__(Ingest)
+    ingest: Any = Ingest.__new__(Ingest)  # its collaborators faked
     tp = TP("observations", 0)
     recovered = SimpleNamespace(completed=SimpleNamespace(is_set=lambda: True))
     ingest.app = SimpleNamespace(
