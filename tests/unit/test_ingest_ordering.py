@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from faust.types import TP
@@ -90,7 +90,7 @@ def _ingest(monkeypatch: pytest.MonkeyPatch, sent: list[tuple[int, bytes]]) -> I
     ingest.sink = SimpleNamespace()
     ingest.tracing = SimpleNamespace(enabled=False)
     ingest._reporting = asyncio.Lock()
-    return ingest
+    return cast(Ingest, ingest)
 
 
 def _message(offset: int) -> SimpleNamespace:
