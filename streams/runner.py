@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 from streams.app import create_app
 from streams.embedded import EmbeddedBroker
 from streams.errors import ConfigError
-from streams.faust_compat import commit_gate
+from streams.faust.commit_gate import commit_gate
 from streams.gc_tuning import tune_collector
 from streams.heap import limit_arenas
 from streams.kafka import check_access, ensure_topics, topic_max_bytes
