@@ -1,10 +1,11 @@
 """The Faust integration as a whole: an app built by `create_app` runs on the subclasses of
 `streams.faust`, composed in one order, logging as Faust's classes do; `install()` is
-idempotent."""
+idempotent; the worker refuses library versions the fixes were not written for."""
 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,16 @@ import faust
 import faust.tables.manager as faust_manager
 import faust.tables.recovery as faust_recovery
 import pytest
+from click.testing import CliRunner
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams import faust as integration
 from streams.app import create_app
-from streams.faust import transport
+from streams.cli import cli
+from streams.errors import DependencyError
+from streams.faust import transport, versions
 from streams.faust.acks import AckConsumer
 from streams.faust.batch_lane import LaneConsumer
 from streams.faust.fetch import FastPathConsumer
@@ -29,7 +33,10 @@ from streams.faust.records import _MemoryRecords
 from streams.faust.recovery import _RecoveryAsyncio
 from streams.faust.shutdown import BoundedWaitEmptyConsumer
 from streams.faust.transactions import GatedCommitConsumer
+from streams.runner import run_worker
 from streams.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CONSUMER_FIXES = (
     LaneConsumer,
@@ -116,3 +123,63 @@ def test_install_is_idempotent() -> None:
     assert vars(faust_recovery)["asyncio"] is poll and isinstance(poll, _RecoveryAsyncio)
     assert aiokafka_fetcher.MemoryRecords is records is _MemoryRecords
     assert TRANSPORTS.by_url(f"{integration.SCHEME}://127.0.0.1:1") is transport.Transport
+
+
+def _pins() -> dict[str, str]:
+    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", lock, re.MULTILINE))
+
+
+def test_the_supported_versions_are_the_locked_ones() -> None:
+    pins = _pins()
+    assert {package: pins.get(package) for package in versions.SUPPORTED} == dict(
+        versions.SUPPORTED
+    ), "streams/faust/versions.py SUPPORTED must equal requirements.lock's pins"
+
+
+def test_the_installed_versions_are_supported() -> None:
+    assert versions.unsupported_version() is None
+    versions.check_versions()
+
+
+def _fake(**installed: str | None) -> Any:
+    def lookup(package: str) -> str | None:
+        return installed.get(package.replace("-", "_"), versions.SUPPORTED[package])
+
+    return lookup
+
+
+def test_another_version_is_named_in_one_line() -> None:
+    line = versions.unsupported_version(_fake(faust_streaming="0.16.0"))
+    assert line == (
+        "faust-streaming 0.16.0 is installed; streams/faust/ supports only 0.15.3 "
+        "(requirements.lock)"
+    )
+    assert versions.unsupported_version(_fake(aiokafka=None)) == (
+        "aiokafka is missing; streams/faust/ supports only 0.14.0 (requirements.lock)"
+    )
+    with pytest.raises(DependencyError, match=r"^mode-streaming 0\.7\.2 is installed; [^\n]*$"):
+        versions.check_versions(_fake(mode_streaming="0.7.2"))
+
+
+def test_install_and_the_worker_refuse_another_version(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(versions, "installed_version", _fake(aiokafka="0.15.0"))
+    with pytest.raises(DependencyError, match=r"^aiokafka 0\.15\.0 is installed; "):
+        integration.install()
+    settings = load_settings({"INSIGHTS_DATA_DIR": str(tmp_path)})
+    with pytest.raises(DependencyError, match=r"^aiokafka 0\.15\.0 is installed; "):
+        run_worker(settings)  # before the embedded broker, logging or anything else
+
+
+def test_the_worker_command_prints_one_line_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(versions, "installed_version", _fake(faust_streaming="0.16.0"))
+    result = CliRunner().invoke(cli, ["worker"], env={"INSIGHTS_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "observer-insights: unsupported dependency: faust-streaming 0.16.0 is installed; "
+        "streams/faust/ supports only 0.15.3 (requirements.lock)\n"
+    )
