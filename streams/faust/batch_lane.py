@@ -1,10 +1,9 @@
 """The batch lane: records of some topics handed over a fetched batch per partition, not one
 message at a time through Faust's conductor, channels, events and streams.
 
-Faust's per-message path costs about 100 µs a message, the wall of a process near 7,000
-messages per second. The consumer group, its assignment, the pauses of a rebalance and the
-commits stay Faust's. `LaneConsumer`, a subclass of Faust's aiokafka `Consumer` (registered by
-`transport`):
+Faust's per-message path is what bounds a process's throughput (docs/architecture.md, Ingest).
+The consumer group, its assignment, the pauses of a rebalance and the commits stay Faust's.
+`LaneConsumer`, a subclass of Faust's aiokafka `Consumer` (registered by `transport`):
 
 1. `_getmany` takes the lane topics' records out of the fetched map, per partition, while the
    flow is active and the partition is active, and puts them in the app's `BatchLane`; Faust

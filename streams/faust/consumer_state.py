@@ -5,9 +5,9 @@ position, log end, committed offset, pause state and co-partitioning, which Faus
 private attributes (`Consumer._committed_offset`, `_paused_partitions`,
 `PartitionAssignor._topic_groups`, the consumer thread's `AIOKafkaConsumer`). Reading them
 here keeps every such reach in one place. Upstream: no upstream issue found; the change that
-would remove it is public accessors. Exercised by tests/unit/test_source_progress.py,
-tests/unit/test_monitor.py and tests/unit/test_faust_pitfalls.py (seek of uncommitted
-partitions).
+would remove it is public accessors. Exercised by tests/unit/test_monitor.py and
+tests/unit/test_faust_pitfalls.py (`committed_offset`), tests/unit/test_acks.py
+(`current_generation`) and tests/integration/test_ingest.py (the rest, on a broker).
 """
 
 from __future__ import annotations

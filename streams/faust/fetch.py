@@ -6,7 +6,7 @@ Subclasses of Faust's aiokafka `Consumer` and `AIOKafkaConsumerThread` (register
 1. `FastPathConsumer.wait_first`: `Consumer._drain_messages` delivers every fetched message
    with `await self.wait_first(callback(message), self.suspend_flow.wait())`, and mode's
    `Service.wait_first` wraps each awaitable (plus the service's stopped and crashed events)
-   in a task and an `asyncio.wait`, about half of a worker's CPU per message. While the flow
+   in a task and an `asyncio.wait`: most of the worker's cost per message. While the flow
    is not suspended and the consumer neither stopped nor crashed, the callback's first step
    runs directly, and almost always completes. One that has to wait (a full stream queue, a
    producer over its buffer) goes on in a task raced against `suspend_flow`, as Faust does: a

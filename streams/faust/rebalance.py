@@ -21,14 +21,14 @@ by `transport`):
    at the consumer's position, past the records fetched before the rebalance and dropped then.
    Here such partitions go to their start (`_seek_uncommitted_to_start`).
 
-Upstream: the empty-set and live-set races of 1 and 2 are described in robinhood/faust#69
-(merged in the project faust-streaming forked); faust-streaming/faust#253 (merged) moved the
-flow's resume after `flow_control.resume()` but not the partitions'; aio-libs/aiokafka#1003
-(open) is the `offset > 0` test of 4. The changes that would remove them:
-`_set_active_tps(assigned - paused)` with the pause first, `set(active_partitions)` in
-`_wait_next_records`, that order in `on_recovery_completed`, and `seek_to_committed` applying
-the reset policy to partitions without a committed offset. Pinned by
-tests/unit/test_faust_pitfalls.py and tests/unit/test_batch_lane.py.
+Upstream: no upstream issue found for 1; the empty-set and live-set races of 2 are described
+in robinhood/faust#69 (merged in the project faust-streaming forked); faust-streaming/faust#253
+(merged) moved the flow's resume after `flow_control.resume()` but not the partitions';
+aio-libs/aiokafka#1003 (open) is about the `offset > 0` test of 4. The changes that would
+remove them: `_set_active_tps(assigned - paused)` with the pause first,
+`set(active_partitions)` in `_wait_next_records`, that order in `on_recovery_completed`, and
+`seek_to_committed` applying the reset policy to partitions without a committed offset.
+Pinned by tests/unit/test_faust_pitfalls.py and tests/unit/test_batch_lane.py.
 """
 
 from __future__ import annotations

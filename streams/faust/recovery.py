@@ -4,7 +4,7 @@ recovery before two polls' time.
 Under `exactly_once` a changelog partition ends with a transaction marker that no record
 reaches, so `Recovery._slurp_changelogs` ends a recovery only when two consecutive polls of its
 changelog queue (`asyncio.wait_for(changelog_queue.get(), timeout=5.0)`, its one `wait_for`)
-come back empty: 10 s of every takeover. And its count of empty polls lives on from one
+come back empty, two 5 s waits in every takeover. And its count of empty polls lives on from one
 recovery to the next (a local of that loop, reset only by a record): after a quiet spell the
 first empty poll of a new recovery already counts as the second, and Faust marks every
 partition whose fetch position has reached its highwater as read up to it while its records
