@@ -21,8 +21,9 @@ Each concern module contributes one subclass; this module composes them, in one 
 
 The composed classes keep Faust's class names and loggers: mode prefixes each log line with
 the class name ("[^--Consumer]: ..."), and streams/logs.py sets levels by logger name. An app
-on a `kafka://` URL or without the `TableManager` setting runs on Faust's classes untouched.
-Pinned by tests/unit/test_faust_integration.py.
+on a `kafka://` URL or without the `TableManager` setting runs on Faust's classes (only the two
+process-wide patches of `recovery` and `records` reach it). Pinned by
+tests/unit/test_faust_integration.py.
 """
 
 from __future__ import annotations
