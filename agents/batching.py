@@ -11,14 +11,10 @@ from typing import Any
 import faust
 import structlog
 
-from streams.faust_compat import (
-    BatchLane,
-    acking_processed,
-    commit_gate,
-    committed_offset,
-    current_generation,
-    never_commit,
-)
+from streams.faust.acks import acking_processed, never_commit
+from streams.faust.batch_lane import BatchLane
+from streams.faust.commit_gate import commit_gate
+from streams.faust.consumer_state import committed_offset, current_generation
 
 __all__ = ["consume_batches", "consume_lane", "run_guarded", "run_to_completion"]
 
@@ -40,7 +36,7 @@ async def consume_batches(
     Events fetched before the latest rebalance are not processed: the rebalance sought
     their partitions back to the committed offsets, so they come again (processed now,
     some would be twice: a partition's next owner, maybe this worker, redoes them). Only
-    the acknowledgements made here count towards commits (`install_ack_fixes`).
+    the acknowledgements made here count towards commits (`streams.faust.acks`).
     """
     gate = commit_gate(app)
     started: dict[Any, int] = {}  # partition -> the generation of its last logged start

@@ -9,7 +9,7 @@ import faust
 import structlog
 
 from models import DeadLetter, DeadLetterReason, FieldError, dumps, encode_bytes, utc_now
-from streams.faust_compat import send_caused_by
+from streams.faust.sends import send_caused_by
 from streams.metrics import Metrics
 from streams.settings import PRODUCER_MAX_REQUEST_BYTES
 

@@ -20,18 +20,16 @@ from models import DeadLetterReason, DecodeError, FieldError
 from models.fast_decode import decode_keyed
 from models.keyed import Chunk, SourceReport, Traced, encode_envelopes
 from models.observation import MIN_EPOCH_MS
-from streams.faust_compat import (
-    BatchLane,
-    batch_lane,
-    commit_gate,
+from streams.faust.batch_lane import BatchLane, batch_lane
+from streams.faust.commit_gate import commit_gate
+from streams.faust.consumer_state import (
     copartitioned,
     fetch_state,
-    key_partition,
     owned_partitions,
     partition_count,
     paused_partitions,
-    send_caused_by,
 )
+from streams.faust.sends import key_partition, send_caused_by
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import Topics

@@ -16,8 +16,8 @@ FETCH_FRESH_MS = 5_000
 
 @dataclass(frozen=True, slots=True)
 class FetchState:
-    """The consumer's view of an input partition (`faust_compat.fetch_state`): fetch
-    position, log end and when a fetch answer last reported them (wall ms); the offset
+    """The consumer's view of an input partition (`streams.faust.consumer_state.fetch_state`):
+    fetch position, log end and when a fetch answer last reported them (wall ms); the offset
     after the last record handed to the agent, and whether the partition takes input now
     (assigned, not paused, no rebalance or recovery under way)."""
 

@@ -14,17 +14,8 @@ from agents.deadletters import DeadLetterSink
 from agents.ingest import attach_ingest
 from agents.observers import attach_observers
 from agents.rolling import attach_rolling
-from streams.faust_compat import (
-    install_ack_fixes,
-    install_batch_lane,
-    install_fetch_fast_path,
-    install_fetch_max_wait,
-    install_rebalance_fixes,
-    install_recovery_idle_poll,
-    install_transaction_fixes,
-    install_wait_empty_bound,
-    set_fetch_max_wait,
-)
+from streams import faust as integration
+from streams.faust.fetch import set_fetch_max_wait
 from streams.health import Readiness, install_health_views
 from streams.kafka import ssl_context
 from streams.metrics import Metrics
@@ -32,7 +23,6 @@ from streams.monitor import attach_monitor
 from streams.query import install_query_views
 from streams.settings import PRODUCER_MAX_REQUEST_BYTES, Settings, load_settings
 from streams.tables import declare_tables
-from streams.tolerant_records import install_tolerant_header_names
 from streams.topics import Topics, declare_topics
 from streams.tracing import Tracing
 
@@ -75,13 +65,15 @@ def _advertised_host(settings: Settings) -> str:
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
-    """The Faust configuration for these settings (all of it, at construction)."""
+    """The Faust configuration for these settings (all of it, at construction). The broker
+    scheme and the table manager put the app on the classes of `streams.faust`."""
     if settings.bootstrap_servers is None:
         msg = "create_app needs KAFKA_BOOTSTRAP_SERVERS (the runner starts the embedded broker)"
         raise ValueError(msg)
     servers = [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
     return {
-        "broker": [f"kafka://{server}" for server in servers],
+        "broker": [f"{integration.SCHEME}://{server}" for server in servers],
+        "TableManager": integration.TableManager,
         "broker_credentials": _credentials(settings),
         "store": settings.store,
         "processing_guarantee": settings.processing_guarantee,
@@ -126,15 +118,7 @@ def create_app(
     the dead-letter topic's `max.message.bytes`, when known: letters are made to fit)."""
     metrics = metrics or Metrics()
     tracing = tracing or Tracing()
-    install_fetch_fast_path()
-    install_tolerant_header_names()
-    install_ack_fixes()
-    install_fetch_max_wait()
-    install_rebalance_fixes()
-    install_recovery_idle_poll()
-    install_transaction_fixes()
-    install_batch_lane()
-    install_wait_empty_bound()
+    integration.install()
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, **faust_options(settings))
     set_fetch_max_wait(app, round(settings.fetch_max_wait_s * 1000))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from streams.commands import COMMANDS
-from streams.errors import ConfigError, EmbeddedBrokerError
+from streams.errors import ConfigError, DependencyError, EmbeddedBrokerError
 from streams.settings import load_settings
 
 __all__ = ["main"]
@@ -30,6 +30,9 @@ def worker() -> None:
         code = run_worker(settings)
     except ConfigError as exc:
         click.echo(f"observer-insights: configuration error: {exc}", err=True)
+        sys.exit(2)
+    except DependencyError as exc:
+        click.echo(f"observer-insights: unsupported dependency: {exc}", err=True)
         sys.exit(2)
     except EmbeddedBrokerError as exc:
         click.echo(f"observer-insights: embedded broker: {exc}", err=True)

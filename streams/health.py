@@ -7,7 +7,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from streams.faust_compat import work_failure
+from streams.faust.commit_gate import work_failure
 from streams.metrics import Metrics
 
 __all__ = ["Readiness", "broker_lost", "install_health_views"]

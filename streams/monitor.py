@@ -12,7 +12,7 @@ import faust
 from aiokafka.errors import IllegalStateError
 
 from agents.rolling import RollingEngine
-from streams.faust_compat import committed_offset
+from streams.faust.consumer_state import committed_offset
 from streams.heap import heap_trimmer
 from streams.metrics import Metrics
 

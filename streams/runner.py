@@ -18,7 +18,8 @@ from aiokafka.errors import KafkaConnectionError
 from streams.app import create_app
 from streams.embedded import EmbeddedBroker
 from streams.errors import ConfigError
-from streams.faust_compat import commit_gate
+from streams.faust.commit_gate import commit_gate
+from streams.faust.versions import check_versions
 from streams.gc_tuning import tune_collector
 from streams.heap import limit_arenas
 from streams.kafka import check_access, ensure_topics, topic_max_bytes
@@ -109,7 +110,9 @@ def _secrets(settings: Settings) -> list[str | None]:
 
 
 def run_worker(settings: Settings) -> int:
-    """Run one worker until it is stopped; returns the process exit code."""
+    """Run one worker until it is stopped; returns the process exit code. Raises
+    DependencyError first when a library is not the version `streams.faust` supports."""
+    check_versions()
     limit_arenas()  # before the Kafka client threads exist
     configure_logging(settings.log_level, settings.log_format)
     register_secrets(_secrets(settings))

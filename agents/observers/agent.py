@@ -13,12 +13,9 @@ import structlog
 from agents.batching import consume_batches
 from agents.observers.book import ObserverBook, ObserverStatus, decode_scores
 from models import ObserverRecord, dumps, from_epoch_ms, utc_now
-from streams.faust_compat import (
-    Outbound,
-    owned_partitions,
-    send_batched_caused_by,
-    write_table,
-)
+from streams.faust.consumer_state import owned_partitions
+from streams.faust.sends import Outbound, send_batched_caused_by
+from streams.faust.table_writes import write_table
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables

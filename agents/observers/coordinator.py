@@ -13,7 +13,7 @@ import orjson
 from agents.observers.book import SCORES_PER_RECORD, ScoreRow, encode_scores
 from agents.observers.consensus import consensus_of
 from models import stamp_utc, window_fragment
-from streams.faust_compat import Outbound
+from streams.faust.sends import Outbound
 from streams.settings import Settings
 from streams.topics import Topics
 

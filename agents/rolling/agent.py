@@ -34,15 +34,11 @@ from agents.rolling.state import Emission, Outcome, PartitionState, StateKey
 from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
 from models.keyed import Chunk, KeyedObservation, SourceReport, decode_envelope
-from streams.faust_compat import (
-    Outbound,
-    commit_gate,
-    key_partition,
-    never_commit,
-    owned_partitions,
-    send_batched_caused_by,
-    write_table,
-)
+from streams.faust.acks import never_commit
+from streams.faust.commit_gate import commit_gate
+from streams.faust.consumer_state import owned_partitions
+from streams.faust.sends import Outbound, key_partition, send_batched_caused_by
+from streams.faust.table_writes import write_table
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.faust_compat import fetched_ends
+from streams.faust.highwaters import fetched_ends
 from tests.support.broker import Broker
 from tests.support.kafka_io import create_topic, read_topic
 from tests.support.worker import TopicNames

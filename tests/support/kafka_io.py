@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.tolerant_records import install_tolerant_header_names
+from streams.faust.records import install_tolerant_header_names
 
 # The tests read topics that hold header names which are not UTF-8, as the worker does.
 install_tolerant_header_names()

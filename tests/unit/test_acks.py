@@ -1,4 +1,4 @@
-"""Which acknowledgements count towards commits (install_ack_fixes, consume_batches)."""
+"""Which acknowledgements count towards commits (AckConsumer, consume_batches)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
-from faust.transport.consumer import Consumer as TransportConsumer
+from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from faust.types import TP, Message
 
 from agents.batching import consume_batches
-from streams.faust_compat import acking_processed, install_ack_fixes, never_commit
+from streams.faust.acks import AckConsumer, _ReadOffsets, acking_processed, never_commit
 
 KEYED = TP("app-observations-by-subject", 4)
 
@@ -23,8 +23,10 @@ def _message(offset: int, generation: int = 3) -> Message:
     )  # fmt: skip
 
 
-def _consumer(generation: int = 3) -> Any:
-    consumer: Any = SimpleNamespace(
+def _consumer(generation: int = 3, cls: type[Any] = AckConsumer) -> Any:
+    """A `cls` consumer with only what `ack` reads."""
+    consumer: Any = cls.__new__(cls)
+    consumer.__dict__.update(
         app=SimpleNamespace(
             topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
             consumer_generation_id=generation,
@@ -36,12 +38,10 @@ def _consumer(generation: int = 3) -> Any:
         _n_acked=0,
         _waiting_for_ack=None,
     )
-    consumer.ack = TransportConsumer.ack.__get__(consumer)
     return consumer
 
 
 def test_only_acknowledgements_of_processed_events_record_their_offsets() -> None:
-    assert install_ack_fixes()
     consumer = _consumer()
     dropped, processed = _message(1), _message(2)
     consumer._unacked_messages.update({dropped, processed})
@@ -56,8 +56,9 @@ def test_only_acknowledgements_of_processed_events_record_their_offsets() -> Non
 
 
 def test_the_consumer_commits_no_offset_of_a_message_marked_never_commit() -> None:
-    # `never_commit` relies on Consumer.ack skipping a message already marked acknowledged.
-    consumer = _consumer()
+    # `never_commit` relies on Faust's Consumer.ack skipping a message already marked
+    # acknowledged.
+    consumer = _consumer(cls=FaustConsumer)
     refused, kept = _message(5), _message(6)
     never_commit(refused)
     with acking_processed():  # as the agents acknowledge
@@ -71,11 +72,9 @@ def test_a_read_offset_of_0_reports_the_offsets_skipped_after_it() -> None:
     # offset of 0 true, and leaves "nothing read" (None) and other offsets as they were.
     import faust.transport.consumer as consumer_module
 
-    source = inspect.getsource(consumer_module)  # Faust's, whether patched yet or not
+    source = inspect.getsource(consumer_module)
     assert "if gap > 1 and r_offset:" in source
     assert "get_read_offset = self._read_offset.__getitem__" in source
-    from streams.faust_compat import _ReadOffsets
-
     offsets = _ReadOffsets(lambda: None)
     offsets.update({TP("t", 0): 0, TP("t", 1): 7})
     zero = offsets[TP("t", 0)]
@@ -85,7 +84,6 @@ def test_a_read_offset_of_0_reports_the_offsets_skipped_after_it() -> None:
 
 
 async def test_the_batch_loop_processes_the_current_generation_and_counts_its_acks() -> None:
-    assert install_ack_fixes()
     consumer = _consumer(generation=3)
     stale, fresh = _message(5, generation=2), _message(6, generation=3)
     events = [SimpleNamespace(message=stale), SimpleNamespace(message=fresh)]

@@ -11,7 +11,8 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from agents.batching import consume_lane
-from streams.faust_compat import batch_lane, install_batch_lane, install_rebalance_fixes
+from streams.faust.batch_lane import LaneConsumer, batch_lane
+from streams.faust.transport import Consumer
 
 
 class _App:
@@ -44,9 +45,9 @@ def _records(topic: str, partition: int, offsets: range) -> list[ConsumerRecord[
 
 
 def _driver_consumer(app: Any, fetched: dict[Any, Any], *, flow_active: bool = True) -> Any:
-    from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
-
-    consumer: Any = AIOKafkaDriverConsumer.__new__(AIOKafkaDriverConsumer)
+    """The app's consumer class (the lane outside the rebalance fix's fetch), over a fake
+    consumer thread."""
+    consumer: Any = Consumer.__new__(Consumer)
 
     async def getmany(active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109
         return dict(fetched)
@@ -58,8 +59,6 @@ def _driver_consumer(app: Any, fetched: dict[Any, Any], *, flow_active: bool = T
 
 
 async def test_the_fetch_hands_lane_topics_to_the_lane_and_the_rest_to_faust() -> None:
-    assert install_rebalance_fixes()
-    assert install_batch_lane()
     inputs0, inputs1, keyed0 = (
         TopicPartition("in", 0),
         TopicPartition("in", 1),
@@ -86,23 +85,21 @@ async def test_the_fetch_hands_lane_topics_to_the_lane_and_the_rest_to_faust() -
 
 
 async def test_the_committed_offset_of_a_lane_partition_follows_processed_batches() -> None:
-    from faust.transport.consumer import Consumer as TransportConsumer
-
-    assert install_batch_lane()
     inputs0 = TopicPartition("in", 0)
     app = _App({inputs0})
     lane = batch_lane(app, {"in"})  # type: ignore[arg-type]
     keyed0 = TopicPartition("keyed", 0)
-    consumer: Any = SimpleNamespace(app=app, _acked={keyed0: [3]})
-    assert TransportConsumer._new_offset(consumer, inputs0) is None
-    assert list(TransportConsumer._filter_tps_with_pending_acks(consumer)) == [keyed0]
+    consumer: Any = LaneConsumer.__new__(LaneConsumer)
+    consumer.__dict__.update(app=app, _acked={keyed0: [3]})
+    assert consumer._new_offset(inputs0) is None
+    assert list(consumer._filter_tps_with_pending_acks()) == [keyed0]
     lane.done(inputs0, _records("in", 0, range(10, 14)))
-    assert TransportConsumer._new_offset(consumer, inputs0) == 14
+    assert consumer._new_offset(inputs0) == 14
     # The commit considers the lane partition too (Faust lists only acknowledged ones).
-    assert list(TransportConsumer._filter_tps_with_pending_acks(consumer)) == [keyed0, inputs0]
-    assert list(TransportConsumer._filter_tps_with_pending_acks(consumer, {"keyed"})) == [keyed0]
+    assert list(consumer._filter_tps_with_pending_acks()) == [keyed0, inputs0]
+    assert list(consumer._filter_tps_with_pending_acks({"keyed"})) == [keyed0]
     lane.forget({inputs0})  # revoked
-    assert TransportConsumer._new_offset(consumer, inputs0) is None
+    assert consumer._new_offset(inputs0) is None
 
 
 async def test_the_lane_agent_processes_current_batches_and_drops_older_ones() -> None:

@@ -12,8 +12,10 @@ import faust
 import pytest
 from faust.types import TP
 
-from streams import faust_compat
-from streams.faust_compat import Outbound, send_batched_caused_by, write_table
+from streams.faust import sends
+from streams.faust.sends import Outbound, send_batched_caused_by
+from streams.faust.table_writes import write_table
+from streams.faust.transactions import sent_in
 from tests.support.batches import RecordingProducer
 
 PARTITIONS = 12
@@ -27,7 +29,7 @@ def by_crc(topic: str, key: bytes) -> Any:
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> faust.App:
     app = faust.App("batched-test", broker="kafka://127.0.0.1:1", autodiscover=False)
-    monkeypatch.setattr(faust_compat, "_key_partitions", {})
+    monkeypatch.setattr(sends, "_key_partitions", {})
     monkeypatch.setattr(app.producer, "key_partition", by_crc)
     return app
 
@@ -97,7 +99,7 @@ def test_under_exactly_once_the_source_partitions_transaction_sends(
         autodiscover=False,
         processing_guarantee="exactly_once",
     )
-    monkeypatch.setattr(faust_compat, "_key_partitions", {})
+    monkeypatch.setattr(sends, "_key_partitions", {})
     monkeypatch.setattr(app.producer, "key_partition", by_crc)
     monkeypatch.setattr(app, "in_worker", True)
     monkeypatch.setattr(app.assignor, "group_for_topic", lambda topic: 4)
@@ -119,9 +121,9 @@ def test_under_exactly_once_the_source_partitions_transaction_sends(
 
     assert [b.records for b in transactional.batches] == [[(b"s-1", b"v", [])]]
     assert plain.batches == other.batches == []
-    assert faust_compat._sent_in(driver) == {"batched-eos-4-3"}  # its commit is due
+    assert sent_in(driver) == {"batched-eos-4-3"}  # its commit is due
     asyncio.run(send_batched_caused_by(app, [], source_topic="keyed", source_partition=2))
-    assert faust_compat._sent_in(driver) == {"batched-eos-4-3"}  # nothing sent: no commit
+    assert sent_in(driver) == {"batched-eos-4-3"}  # nothing sent: no commit
     with pytest.raises(RuntimeError, match="no transactional producer for batched-eos-4-9"):
         asyncio.run(send_batched_caused_by(app, records, source_topic="keyed", source_partition=9))
 

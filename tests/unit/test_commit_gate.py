@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from streams.faust_compat import CommitGate, commit_sent_transactions, install_transaction_fixes
+from streams.faust.commit_gate import CommitGate, commit_gate
+from streams.faust.shutdown import BoundedWaitEmptyConsumer
+from streams.faust.transactions import (
+    GatedCommitConsumer,
+    StaleProducerStoppingTransactionManager,
+    TransactionalProducer,
+    commit_sent_transactions,
+)
 
 
 async def test_a_commit_waits_for_running_work_and_holds_new_work_back() -> None:
@@ -102,11 +109,8 @@ class _TransactionalProducer:
 
 
 def _driver_producer(log: list[str], in_transaction: dict[str, bool]) -> Any:
-    """Faust's aiokafka producer, patched, over fake transactional producers (by id)."""
-    from faust.transport.drivers.aiokafka import Producer as AIOKafkaDriverProducer
-
-    assert install_transaction_fixes()
-    producer: Any = AIOKafkaDriverProducer.__new__(AIOKafkaDriverProducer)
+    """Our aiokafka producer over fake transactional producers (by id)."""
+    producer: Any = TransactionalProducer.__new__(TransactionalProducer)
     producer.__dict__.update(
         _transaction_producers={
             tid: _TransactionalProducer(tid, log, in_transaction=state)
@@ -162,12 +166,9 @@ async def test_waiting_for_acknowledgements_gives_up_when_none_come(
 ) -> None:
     # A message cleared from a stream queue is never acknowledged: wait_empty must not wait
     # for it forever; it commits what was acknowledged and ends the transactions.
-    from faust.transport.consumer import Consumer as TransportConsumer
+    from streams.faust import shutdown
 
-    import streams.faust_compat as faust_compat
-
-    assert faust_compat.install_wait_empty_bound()
-    monkeypatch.setattr(faust_compat, "_WAIT_EMPTY_STALL_S", 0.05)
+    monkeypatch.setattr(shutdown, "_WAIT_EMPTY_STALL_S", 0.05)
     calls: list[str] = []
     stuck = SimpleNamespace(tp=SimpleNamespace(topic="in", partition=7), acked=False)
 
@@ -188,7 +189,7 @@ async def test_waiting_for_acknowledgements_gives_up_when_none_come(
         _wait_for_ack=wait_for_ack,
         _clean_unacked_messages=lambda: None,
     )
-    await asyncio.wait_for(TransportConsumer.wait_empty(consumer), timeout=5)
+    await asyncio.wait_for(BoundedWaitEmptyConsumer.wait_empty(consumer), timeout=5)
     assert calls[-1] == "commit and end"
     assert set(calls[:-1]) == {"commit"}
 
@@ -197,10 +198,7 @@ async def test_a_failed_batch_stops_every_later_commit_and_crashes_the_app() -> 
     # A batch that fails part-way must never have its offsets committed: Faust acks a
     # take_events batch even when the agent fails, and restarts the agent, whose later
     # batches would carry the committed offset past the failed one.
-    from faust.transport.consumer import Consumer as TransportConsumer
-
     from agents.batching import run_guarded
-    from streams.faust_compat import commit_gate
 
     crashed: list[BaseException] = []
 
@@ -224,10 +222,9 @@ async def test_a_failed_batch_stops_every_later_commit_and_crashes_the_app() -> 
     assert isinstance(gate.failed, RuntimeError)
     assert [repr(exc) for exc in crashed] == [repr(RuntimeError("send failed"))]
 
-    install_transaction_fixes()
-    # A consumer with nothing Faust's own _commit_tps needs: the patch refuses first.
+    # A consumer with nothing Faust's own _commit_tps needs: the gate refuses first.
     consumer: Any = SimpleNamespace(app=app, in_transaction=False)
-    assert await TransportConsumer._commit_tps(consumer, set(), True) is False
+    assert await GatedCommitConsumer._commit_tps(consumer, set(), True) is False
 
 
 async def test_work_that_fails_after_a_cancel_reports_its_failure() -> None:
@@ -252,10 +249,8 @@ async def test_a_rebalance_stops_every_producer_whose_partition_is_not_active_he
     # Partition 0 went active -> standby on this worker (so Faust kept its producer: the
     # standby list covers every topic of the group), and now comes back. The old producer
     # was fenced by the owner meanwhile; it must not be reused.
-    from faust.transport.consumer import TransactionManager
     from faust.types import TP
 
-    assert install_transaction_fixes()
     log: list[str] = []
     producer = _driver_producer(log, {"app-1-0": True, "app-1-1": True, "app-1-2": True})
     standby = {TP("app-changelog", 2)}
@@ -268,11 +263,13 @@ async def test_a_rebalance_stops_every_producer_whose_partition_is_not_active_he
         )
 
     app: Any = App()
-    manager: Any = TransactionManager.__new__(TransactionManager)
+    manager: Any = StaleProducerStoppingTransactionManager.__new__(
+        StaleProducerStoppingTransactionManager
+    )
     manager.__dict__.update(app=app, producer=producer, consumer=None)
     manager.__dict__["log"] = SimpleNamespace(info=lambda *args, **kwargs: None)
     assigned = {TP("in", 1), TP("app-changelog", 1), TP("app-changelog", 2)}
-    await TransactionManager.on_rebalance(manager, assigned, set(), set())
+    await manager.on_rebalance(assigned, set(), set())
     # 0: not assigned at all; 2: assigned as a standby only; 1: active, kept as it is.
     assert sorted(producer._transaction_producers) == ["app-1-1"]
     assert log == ["stop app-1-0", "stop app-1-2"]
@@ -283,7 +280,6 @@ async def test_ending_the_transactions_waits_out_a_running_commit_then_commits()
     # begins new transactions) and returns: at a revocation the transactions stayed open.
     from faust.transport.consumer import Consumer as TransportConsumer
 
-    assert install_transaction_fixes()
     commits: list[bool] = []
     timer_commit_may_end = asyncio.Event()
 
@@ -299,8 +295,11 @@ async def test_ending_the_transactions_waits_out_a_running_commit_then_commits()
         _commit_fut=None,
         force_commit=force_commit,
     )
-    for name in ("commit", "maybe_wait_for_commit_to_finish", "commit_and_end_transactions"):
+    for name in ("commit", "maybe_wait_for_commit_to_finish"):
         setattr(consumer, name, getattr(TransportConsumer, name).__get__(consumer))
+    consumer.commit_and_end_transactions = GatedCommitConsumer.commit_and_end_transactions.__get__(
+        consumer
+    )
 
     timer_commit = asyncio.ensure_future(consumer.commit())
     await asyncio.sleep(0)  # the timer's commit is running

@@ -14,7 +14,7 @@ import pytest
 from faust.tables.base import Collection
 from faust.types import TP
 
-from streams.faust_compat import writing_partition
+from streams.faust.table_writes import writing_partition
 
 
 @pytest.fixture
@@ -84,23 +84,29 @@ def test_the_commit_flush_gives_up_on_a_stalled_buffer() -> None:
 
 
 def test_the_fetch_loop_call_the_fast_path_relies_on() -> None:
-    # install_fetch_fast_path short-cuts exactly this call of the drain loop; if Faust
-    # changes it, the patch no longer applies and this pin says so.
+    # FastPathConsumer.wait_first short-cuts exactly this call of the drain loop; if Faust
+    # changes it, the fast path no longer applies and this pin says so.
     from faust.transport.consumer import Consumer as TransportConsumer
 
-    source = inspect.getsource(TransportConsumer)  # Faust's file, patched or not
+    source = inspect.getsource(TransportConsumer)
     source = source[source.index("async def _drain_messages(") :]
     assert "await self.wait_first(\n" in source
     assert "callback(message), self.suspend_flow.wait()" in source
     assert inspect.getsource(TransportConsumer).count("self.wait_first(") == 1
 
 
+def _fast_path_consumer(**attributes: Any) -> Any:
+    """A `FastPathConsumer` with only what `wait_first` reads (mode's too)."""
+    from streams.faust.fetch import FastPathConsumer
+
+    consumer: Any = FastPathConsumer.__new__(FastPathConsumer)
+    consumer.__dict__.update(attributes)
+    return consumer
+
+
 async def test_fast_path_awaits_the_callback_directly_and_falls_back_when_suspended() -> None:
-    from faust.transport.consumer import Consumer as TransportConsumer
+    from streams.faust.fetch import FastPathConsumer
 
-    from streams.faust_compat import install_fetch_fast_path
-
-    assert install_fetch_fast_path()
     events = {name: asyncio.Event() for name in ("suspend_flow", "_stopped", "_crashed")}
     consumer: Any = SimpleNamespace(**events)
     calls: list[str] = []
@@ -109,7 +115,7 @@ async def test_fast_path_awaits_the_callback_directly_and_falls_back_when_suspen
         calls.append("callback")
         return "done"
 
-    result = await TransportConsumer.wait_first(consumer, callback(), events["suspend_flow"].wait())
+    result = await FastPathConsumer.wait_first(consumer, callback(), events["suspend_flow"].wait())
     assert calls == ["callback"] and result.results == ["done"] and not result.stopped
 
 
@@ -117,7 +123,7 @@ def test_recovery_completion_clears_queues_after_resuming_stream_partitions() ->
     # Upstream order in on_recovery_completed: resume stream partitions -> await the seek
     # -> flow_control.resume() (which clears every stream queue). Records fetched during
     # the seek are cleared while the consumer's position has passed them.
-    # install_rebalance_fixes reorders it; this pin says when upstream changes.
+    # OrderedRecoveryCompletion reorders it; this pin says when upstream changes.
     import faust.tables.recovery as recovery_module
 
     source = inspect.getsource(recovery_module)
@@ -133,11 +139,8 @@ def test_recovery_completion_clears_queues_after_resuming_stream_partitions() ->
 
 
 async def test_recovery_fix_seeks_then_clears_then_resumes_stream_partitions() -> None:
-    from faust.tables.recovery import Recovery
+    from streams.faust.rebalance import OrderedRecoveryCompletion
 
-    from streams.faust_compat import install_rebalance_fixes
-
-    assert install_rebalance_fixes()
     calls: list[Any] = []
     stream_tp, changelog_tp = TP("input", 0), TP("app-state-changelog", 0)
     committed_tp = TP("input", 1)
@@ -189,7 +192,7 @@ async def test_recovery_fix_seeks_then_clears_then_resumes_stream_partitions() -
         _wait=wait,
         _is_changelog_tp=lambda tp: tp == changelog_tp,
     )
-    await Recovery.on_recovery_completed(recovery, generation_id=7)
+    await OrderedRecoveryCompletion.on_recovery_completed(recovery, generation_id=7)
     assert calls == [
         "rebalance complete",
         "seek",
@@ -205,7 +208,7 @@ async def test_recovery_fix_seeks_then_clears_then_resumes_stream_partitions() -
 
 def test_assignment_activates_partitions_before_the_app_pauses_them() -> None:
     # Upstream: on_partitions_assigned makes every assigned partition active, then awaits
-    # the app's callbacks, which pause them only later. install_rebalance_fixes pauses
+    # the app's callbacks, which pause them only later. PausedAssignmentConsumer pauses
     # them first; this pin says when upstream changes.
     import faust.app.base as app_module
     import faust.transport.consumer as consumer_module
@@ -226,11 +229,8 @@ async def test_aiokafka_reads_an_empty_partition_set_as_every_partition() -> Non
     from aiokafka.consumer.fetcher import Fetcher
 
     assert "if partitions and tp not in partitions:" in inspect.getsource(Fetcher.fetched_records)
-    from faust.transport.drivers.aiokafka import Consumer as AIOKafkaDriverConsumer
+    from streams.faust.rebalance import PausedAssignmentConsumer
 
-    from streams.faust_compat import install_rebalance_fixes
-
-    assert install_rebalance_fixes()
     seen: list[Any] = []
 
     async def thread_getmany(partitions: Any, timeout: float) -> dict[Any, Any]:  # noqa: ASYNC109
@@ -238,8 +238,9 @@ async def test_aiokafka_reads_an_empty_partition_set_as_every_partition() -> Non
         return {}
 
     live = {("input", 0)}
-    consumer: Any = SimpleNamespace(_thread=SimpleNamespace(getmany=thread_getmany))
-    assert await AIOKafkaDriverConsumer._getmany(consumer, live, 1.0) == {}
+    consumer: Any = PausedAssignmentConsumer.__new__(PausedAssignmentConsumer)
+    consumer.__dict__.update(_thread=SimpleNamespace(getmany=thread_getmany))
+    assert await consumer._getmany(live, 1.0) == {}
     assert seen == [live] and seen[0] is not live
 
 
@@ -253,11 +254,8 @@ async def test_transactional_highwaters_come_from_list_offsets() -> None:
     body = body[: body.index("def _ensure_consumer(")]
     assert "consumer.last_stable_offset(tp)" in body
 
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from streams.faust.highwaters import ListOffsetsHighwaters
 
-    from streams.faust_compat import install_rebalance_fixes
-
-    assert install_rebalance_fixes()
     asked: list[Any] = []
 
     async def end_offsets(partitions: list[Any]) -> dict[Any, int]:
@@ -278,7 +276,7 @@ async def test_transactional_highwaters_come_from_list_offsets() -> None:
     )
     thread: Any = SimpleNamespace(_ensure_consumer=lambda: aiokafka_consumer)
     tp = TP("app-state-changelog", 3)
-    assert await AIOKafkaConsumerThread._highwaters(thread, [tp]) == {tp: 48}
+    assert await ListOffsetsHighwaters._highwaters(thread, [tp]) == {tp: 48}
     assert asked == [[tp]]
     assert fetched == [(7, [("app-state-changelog", [(3, 41, 1 << 20)])])]
 
@@ -289,12 +287,12 @@ def recovery_asyncio(monkeypatch: pytest.MonkeyPatch) -> Any:
     50 ms, no recovery started yet."""
     import faust.tables.recovery as recovery_module
 
-    import streams.faust_compat as faust_compat
+    from streams.faust import recovery
 
-    faust_compat.install_recovery_idle_poll()
-    monkeypatch.setattr(faust_compat, "_RECOVERY_IDLE_POLL_S", 0.05)
-    monkeypatch.setattr(faust_compat, "_recovery_started_at", [float("-inf")])
-    return recovery_module.asyncio
+    recovery.install_recovery_poll()
+    monkeypatch.setattr(recovery, "_RECOVERY_IDLE_POLL_S", 0.05)
+    monkeypatch.setattr(recovery, "_recovery_started_at", [float("-inf")])
+    return vars(recovery_module)["asyncio"]
 
 
 async def test_recovery_polls_its_changelog_queue_every_second(recovery_asyncio: Any) -> None:
@@ -347,16 +345,17 @@ async def test_no_poll_of_a_new_recovery_is_empty_before_two_polls_time(
     # Faust's count of empty polls survives from one recovery to the next: the first
     # empty poll of a new recovery must not come before two polls' time, or recovery ends
     # while the changelog's records are still on their way.
-    from faust.tables.recovery import Recovery
+    from streams.faust.recovery import IdlePollRecovery
 
-    recovery: Any = SimpleNamespace(
+    recovery: Any = IdlePollRecovery.__new__(IdlePollRecovery)
+    recovery.__dict__.update(
         in_recovery=False,
         app=SimpleNamespace(in_recovery=False),
         _active_events_received_at={},
         _standby_events_received_at={},
         _processing_times=[],
     )
-    Recovery._set_recovery_started(recovery)
+    recovery._set_recovery_started()
     started = time.monotonic()
     queue: asyncio.Queue[int] = asyncio.Queue()
     with pytest.raises(TimeoutError):
@@ -364,7 +363,7 @@ async def test_no_poll_of_a_new_recovery_is_empty_before_two_polls_time(
     assert time.monotonic() - started >= 2 * 0.05
     assert recovery.in_recovery  # Faust's own bookkeeping ran
     # A record arriving meanwhile is returned as soon as it comes.
-    Recovery._set_recovery_started(recovery)
+    recovery._set_recovery_started()
     asyncio.get_running_loop().call_later(0.02, queue.put_nowait, 9)
     assert await recovery_asyncio.wait_for(queue.get(), timeout=5.0) == 9
 
@@ -380,10 +379,11 @@ def test_faust_counts_empty_recovery_polls_across_recoveries() -> None:
 
 
 async def test_the_worker_consumer_fetch_wait_is_ours_not_faust_s_1500_ms() -> None:
-    from streams.faust_compat import install_fetch_max_wait, set_fetch_max_wait
+    from streams.faust import SCHEME, install
+    from streams.faust.fetch import set_fetch_max_wait
 
-    install_fetch_max_wait()
-    ours = faust.App("pin-fetch-wait", broker="kafka://127.0.0.1:1", autodiscover=False)
+    install()
+    ours = faust.App("pin-fetch-wait", broker=f"{SCHEME}://127.0.0.1:1", autodiscover=False)
     set_fetch_max_wait(ours, 100)
     untouched = faust.App("pin-fetch-wait-2", broker="kafka://127.0.0.1:1", autodiscover=False)
 
@@ -396,19 +396,16 @@ async def test_the_worker_consumer_fetch_wait_is_ours_not_faust_s_1500_ms() -> N
     finally:
         for consumer in consumers:
             await consumer.stop()
+        for app in (ours, untouched):  # never started: their threads' loops are still open
+            app.consumer._thread.thread_loop.close()  # type: ignore[attr-defined]
 
 
 async def test_fast_path_cancels_a_delivery_that_waits_through_a_suspension() -> None:
     # A delivery that has to wait (a full stream queue) must not outlive a rebalance: it
     # would land after the seek to committed offsets, and the drain loop would then take
     # its stale offset as read and drop the records the seek brought back.
-    from faust.transport.consumer import Consumer as TransportConsumer
-
-    from streams.faust_compat import install_fetch_fast_path
-
-    assert install_fetch_fast_path()
     events = {name: asyncio.Event() for name in ("suspend_flow", "_stopped", "_crashed")}
-    consumer: Any = SimpleNamespace(loop=asyncio.get_running_loop(), **events)
+    consumer = _fast_path_consumer(_loop=asyncio.get_running_loop(), **events)
     space = asyncio.Event()
     calls: list[str] = []
 
@@ -418,9 +415,7 @@ async def test_fast_path_cancels_a_delivery_that_waits_through_a_suspension() ->
         calls.append("delivered")
         return "done"
 
-    waiting = asyncio.ensure_future(
-        TransportConsumer.wait_first(consumer, deliver(), events["suspend_flow"].wait())
-    )
+    waiting = asyncio.ensure_future(consumer.wait_first(deliver(), events["suspend_flow"].wait()))
     await asyncio.sleep(0.01)
     assert calls == ["started"] and not waiting.done()
     events["suspend_flow"].set()  # a rebalance begins
@@ -432,13 +427,8 @@ async def test_fast_path_cancels_a_delivery_that_waits_through_a_suspension() ->
 
 
 async def test_fast_path_finishes_a_delivery_that_waits_while_the_flow_runs() -> None:
-    from faust.transport.consumer import Consumer as TransportConsumer
-
-    from streams.faust_compat import install_fetch_fast_path
-
-    assert install_fetch_fast_path()
     events = {name: asyncio.Event() for name in ("suspend_flow", "_stopped", "_crashed")}
-    consumer: Any = SimpleNamespace(loop=asyncio.get_running_loop(), **events)
+    consumer = _fast_path_consumer(_loop=asyncio.get_running_loop(), **events)
     space = asyncio.Event()
 
     async def deliver() -> str:
@@ -446,9 +436,7 @@ async def test_fast_path_finishes_a_delivery_that_waits_while_the_flow_runs() ->
         await asyncio.sleep(0)
         return "done"
 
-    waiting = asyncio.ensure_future(
-        TransportConsumer.wait_first(consumer, deliver(), events["suspend_flow"].wait())
-    )
+    waiting = asyncio.ensure_future(consumer.wait_first(deliver(), events["suspend_flow"].wait()))
     await asyncio.sleep(0.01)
     space.set()
     result = await asyncio.wait_for(waiting, timeout=5)

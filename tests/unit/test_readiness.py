@@ -82,7 +82,7 @@ def test_broker_lost_when_coordinator_dead_or_no_connection_is_open() -> None:
 def test_a_failed_unit_of_work_makes_the_worker_not_ready_at_once() -> None:
     import faust
 
-    from streams.faust_compat import commit_gate
+    from streams.faust.commit_gate import commit_gate
     from streams.health import Readiness
     from streams.metrics import Metrics
 

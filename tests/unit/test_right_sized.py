@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from models.codec import right_sized
-from streams.faust_compat import write_table
+from streams.faust.table_writes import write_table
 from tests.support.batches import RecordingProducer
 
 

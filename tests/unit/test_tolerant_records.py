@@ -10,7 +10,7 @@ from aiokafka.record.default_records import (
 )
 from aiokafka.record.memory_records import MemoryRecords
 
-from streams.tolerant_records import install_tolerant_header_names
+from streams.faust.records import install_tolerant_header_names
 
 
 class _RawName(str):

@@ -3,12 +3,14 @@
 Kafka's header name is a string, but brokers do not check it and librdkafka sends whatever
 bytes it is given. aiokafka's record reader decodes names strictly: its C reader raised
 `UnicodeDecodeError` out of the fetcher, the worker crashed, and every restart crashed on
-the same batch. Installed here (aiokafka's `MemoryRecords`, as the fetcher imports it): a
-batch is read by aiokafka's C reader as before; only when a name fails to decode is the
-rest of that batch read again by its pure-Python reader, with names decoded with
-`backslashreplace` (`b"\\xff"` becomes the text `\\xff`), so the record is processed like
-any other. Pinned by tests/unit/test_tolerant_records.py. Upstream fix that would remove
-it: decode header names with an error handler in `DefaultRecord` (aiokafka).
+the same batch. `install_tolerant_header_names` (a patch: aiokafka's fetcher takes its record
+reader from the module global `aiokafka.consumer.fetcher.MemoryRecords`, with no hook) makes
+the fetcher read through `_MemoryRecords`: a batch is read by aiokafka's C reader as before;
+only when a name fails to decode is the rest of that batch read again by its pure-Python
+reader, with names decoded with `backslashreplace` (`b"\\xff"` becomes the text `\\xff`), so
+the record is processed like any other. Upstream: no upstream issue found in
+aio-libs/aiokafka. The change that would remove it: decode header names with an error handler
+in `DefaultRecord`. Pinned by tests/unit/test_tolerant_records.py.
 """
 
 from __future__ import annotations
@@ -93,5 +95,5 @@ class _MemoryRecords(_MemoryRecordsPy):  # type: ignore[misc]
 
 
 def install_tolerant_header_names() -> None:
-    """Read fetched batches through `_MemoryRecords` (idempotent)."""
+    """Make aiokafka's fetcher read batches through `_MemoryRecords` (idempotent)."""
     fetcher.MemoryRecords = _MemoryRecords
