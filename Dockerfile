@@ -109,7 +109,7 @@ WORKDIR /var/lib/observer-insights
 EXPOSE 6066 9108
 # Liveness through the project's own probe: GET 127.0.0.1:$INSIGHTS_WEB_PORT/healthz (no curl).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python3", "-m", "streams.probe"]
+    CMD ["python3", "-m", "streams.web.probe"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/opt/venv/bin/observer-insights"]
 CMD ["worker"]

@@ -13,8 +13,9 @@ run: .venv/.bootstrapped  ## the main job: embedded broker, worker, load generat
 worker: .venv/.bootstrapped  ## one worker (embedded broker when KAFKA_BOOTSTRAP_SERVERS is unset)
 	$(VENV)/observer-insights worker
 
-test: .venv/.bootstrapped  ## the whole test suite: lint, types, unit and integration tests
+test: .venv/.bootstrapped  ## the whole test suite: lint, import layers, types, unit and integration tests
 	$(VENV)/ruff check .
+	$(VENV)/lint-imports
 	$(VENV)/mypy
 	$(VENV)/pytest
 
@@ -24,9 +25,10 @@ unit: .venv/.bootstrapped
 integration: .venv/.bootstrapped
 	$(VENV)/pytest -m integration tests/integration
 
-lint: .venv/.bootstrapped
+lint: .venv/.bootstrapped  ## ruff, and the import-layer contract (pyproject.toml)
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports
 
 typecheck: .venv/.bootstrapped
 	$(VENV)/mypy

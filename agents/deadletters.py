@@ -10,8 +10,8 @@ import structlog
 
 from models import DeadLetter, DeadLetterReason, FieldError, dumps, encode_bytes, utc_now
 from streams.faust.sends import send_caused_by
-from streams.metrics import Metrics
-from streams.settings import PRODUCER_MAX_REQUEST_BYTES
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import PRODUCER_MAX_REQUEST_BYTES
 
 __all__ = ["LETTER_MAX_BYTES", "DeadLetterSink", "SourceMessage", "build_dead_letter"]
 

@@ -30,10 +30,10 @@ from streams.faust.consumer_state import (
     paused_partitions,
 )
 from streams.faust.sends import key_partition, send_caused_by
-from streams.metrics import Metrics
-from streams.settings import Settings
-from streams.topics import Topics
-from streams.tracing import Headers, Tracing, current_headers
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
+from streams.runtime.topics import Topics
+from streams.runtime.tracing import Headers, Tracing, current_headers
 
 __all__ = ["Folder", "Ingest", "attach_ingest"]
 

@@ -47,8 +47,8 @@ from bench import data
 from bench.measure import scrape
 from bench.procs import Proc
 from bench.roster import CANDIDATES, ROOT, RunSpec
-from streams.embedded import EmbeddedBroker
-from streams.generator import GeneratorConfig, ObservationGenerator
+from streams.cli.embedded import EmbeddedBroker
+from streams.cli.generator import GeneratorConfig, ObservationGenerator
 
 __all__ = ["Batch", "capture", "main", "measure", "read_batches"]
 

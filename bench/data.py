@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from streams.generator import GeneratorConfig, Kind, ObservationGenerator
+from streams.cli.generator import GeneratorConfig, Kind, ObservationGenerator
 
 __all__ = [
     "INTERVAL_MS",

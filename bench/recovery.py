@@ -85,7 +85,7 @@ def recovery_run(
         result["burst_rss_mb"] = _rss_kb(proc.pid) / 1024  # right after the last key's flush
         result["peak_rss_mb"] = peak_rss_kb(proc.pid) / 1024
         # Holding the keys, settled: the burst's garbage collected and the heap trimmed
-        # (`streams/heap.py`, at most every 10 s); also a commit interval for the changelog.
+        # (`streams/runtime/heap.py`, at most every 10 s); also a commit interval for the changelog.
         time.sleep(_SETTLE_S)
         result["rss_mb"] = _rss_kb(proc.pid) / 1024
         result["first_exit_code"] = proc.stop(bound_s=60)

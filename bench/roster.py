@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.procs import Proc
-from streams.embedded import free_port
+from streams.cli.embedded import free_port
 
 __all__ = ["CANDIDATES", "Candidate", "RunSpec"]
 

@@ -29,7 +29,7 @@ from bench.procs import listening_pid
 from bench.recovery import recovery_run
 from bench.report import latency_table, ratio, summarise, table, targets
 from bench.roster import CANDIDATES, ROOT, RunSpec, python_ok
-from streams.embedded import EmbeddedBroker
+from streams.cli.embedded import EmbeddedBroker
 
 __all__ = ["main"]
 

@@ -29,8 +29,9 @@ from typing import Any
 
 from bench.data import BenchEvent
 from bench.roster import Candidate
-from streams import durations
-from streams.generator import Kind
+from streams.cli.generator import Kind
+from streams.runtime import durations
+from streams.runtime.windows import parse_windows as _parse_windows
 
 __all__ = [
     "CLOSE_MARGIN_MS",
@@ -191,7 +192,7 @@ def _duration_ms(text: str) -> int:
 
 def parse_windows(text: str) -> tuple[tuple[int, int], ...]:
     """`tumbling:60s,hopping:300s/60s` -> ((60000, 60000), (300000, 60000))."""
-    return tuple((w.size_s * 1000, w.step_s * 1000) for w in durations.parse_windows(text))
+    return tuple((w.size_s * 1000, w.step_s * 1000) for w in _parse_windows(text))
 
 
 def semantics_of(candidate: Candidate) -> Semantics | None:

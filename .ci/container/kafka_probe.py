@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 def run_broker(args: argparse.Namespace) -> int:
     """Start the embedded broker on loopback, write its address to a file, wait for SIGTERM."""
-    from streams.embedded import EmbeddedBroker
+    from streams.cli.embedded import EmbeddedBroker
 
     stop = False
 

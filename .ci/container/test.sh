@@ -125,7 +125,7 @@ check "runs as 10001:10001" test "$(inspect '{{.Config.User}}')" = 10001:10001
 check "exec-form entry point observer-insights worker" \
     test "$(inspect '{{json .Config.Entrypoint}} {{json .Config.Cmd}}')" = '["/opt/venv/bin/observer-insights"] ["worker"]'
 check "HEALTHCHECK kept (docker format), through the project's probe" \
-    grep -q streams.probe <<<"$(inspect '{{json .Config.Healthcheck}}')"
+    grep -q streams.web.probe <<<"$(inspect '{{json .Config.Healthcheck}}')"
 check "STOPSIGNAL SIGTERM" test "$(inspect '{{.Config.StopSignal}}')" = SIGTERM
 check "OCI labels version/revision/source" test \
     "$(inspect '{{index .Labels "org.opencontainers.image.version"}} {{index .Labels "org.opencontainers.image.revision"}}')" \
@@ -163,7 +163,7 @@ log "broker: $BROKER_KIND"
 
 # ------------------------------------------------------------------------------ one worker
 # No --init here: Python is PID 1, as in a Kubernetes pod; it must handle SIGTERM itself.
-read -r -a ports <<<"$(.venv/bin/python -c 'from streams.embedded import free_port; print(*(free_port() for _ in range(8)))')"
+read -r -a ports <<<"$(.venv/bin/python -c 'from streams.cli.embedded import free_port; print(*(free_port() for _ in range(8)))')"
 t0=$(ms)
 run_worker "$RUN_ID-single" "${ports[0]}" "${ports[1]}" "$RUN_ID-single"
 if wait_ready "${ports[0]}" 60; then READY_S=$(secs "$t0" "$(ms)"); pass "/readyz 200 after ${READY_S}s"

@@ -159,7 +159,9 @@ def check_dashboard() -> None:
     dashboard = json.loads((ROOT / "deploy/kubernetes/grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     expect(bool(exprs), "dashboard has queries")
-    known = set(re.findall(r'f"\{PREFIX\}_(\w+)"', (ROOT / "streams/metrics.py").read_text()))
+    known = set(
+        re.findall(r'f"\{PREFIX\}_(\w+)"', (ROOT / "streams/runtime/metrics.py").read_text())
+    )
     counters = {
         "events_received",
         "events_valid",
@@ -171,7 +173,10 @@ def check_dashboard() -> None:
     }
     for expr in exprs:
         for name in re.findall(r"\binsights_(\w+?)(?:_total|_bucket|_sum|_count)?\b", expr):
-            expect(name in known, f"dashboard uses insights_{name}, which streams/metrics.py lacks")
+            expect(
+                name in known,
+                f"dashboard uses insights_{name}, which streams/runtime/metrics.py lacks",
+            )
             if name in counters:
                 expect(f"insights_{name}_total" in expr, f"counter insights_{name} without _total")
     print(f"ok   Grafana dashboard: {len(exprs)} queries on metrics the worker exports")

@@ -16,10 +16,10 @@ from models import ObserverRecord, dumps, from_epoch_ms, utc_now
 from streams.faust.consumer_state import owned_partitions
 from streams.faust.sends import Outbound, send_batched_caused_by
 from streams.faust.table_writes import write_table
-from streams.metrics import Metrics
-from streams.settings import Settings
-from streams.tables import Tables
-from streams.topics import Topics
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
+from streams.runtime.tables import Tables
+from streams.runtime.topics import Topics
 
 __all__ = ["ObserverEngine", "attach_observers"]
 

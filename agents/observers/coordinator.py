@@ -14,8 +14,8 @@ from agents.observers.book import SCORES_PER_RECORD, ScoreRow, encode_scores
 from agents.observers.consensus import consensus_of
 from models import stamp_utc, window_fragment
 from streams.faust.sends import Outbound
-from streams.settings import Settings
-from streams.topics import Topics
+from streams.runtime.settings import Settings
+from streams.runtime.topics import Topics
 
 if TYPE_CHECKING:  # the rolling agent imports this module; no import cycle at run time
     from agents.rolling.state import Emission

@@ -4,7 +4,7 @@ from agents.rolling.agent import RollingEngine, attach_rolling
 from agents.rolling.aggregate import Aggregate, BasicAggregate, Summary
 from agents.rolling.sketch import QuantileSketch
 from agents.rolling.state import Emission, Outcome, PartitionState
-from agents.rolling.windows import Window, WindowPlan
+from streams.runtime.windows import Window, WindowPlan
 
 __all__ = [
     "Aggregate",

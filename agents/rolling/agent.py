@@ -31,7 +31,6 @@ from agents.observers.coordinator import Coordinator
 from agents.rolling.aggregate import AGGREGATE_KINDS, Aggregate
 from agents.rolling.records import insight_record
 from agents.rolling.state import Emission, Outcome, PartitionState, StateKey
-from agents.rolling.windows import WindowPlan
 from models import DeadLetterReason, FieldError, dumps, format_utc, from_epoch_ms, utc_now
 from models.keyed import Chunk, KeyedObservation, SourceReport, decode_envelope
 from streams.faust.acks import never_commit
@@ -39,11 +38,12 @@ from streams.faust.commit_gate import commit_gate
 from streams.faust.consumer_state import owned_partitions
 from streams.faust.sends import Outbound, key_partition, send_batched_caused_by
 from streams.faust.table_writes import write_table
-from streams.metrics import Metrics
-from streams.settings import Settings
-from streams.tables import Tables
-from streams.topics import Topics
-from streams.tracing import Tracing, current_headers
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
+from streams.runtime.tables import Tables
+from streams.runtime.topics import Topics
+from streams.runtime.tracing import Tracing, current_headers
+from streams.runtime.windows import WindowPlan
 
 __all__ = ["RollingEngine", "attach_rolling"]
 

@@ -17,9 +17,9 @@ import orjson
 from agents.anomaly import AnomalyConfig, BaselineState, Detection
 from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue, PaneAggregate, Summary
 from agents.rolling.clock import SourceClock, SourceReport
-from agents.rolling.windows import Window, WindowPlan
 from models.codec import right_sized
 from models.keyed import KeyedObservation
+from streams.runtime.windows import Window, WindowPlan
 
 __all__ = ["Emission", "Outcome", "PartitionState", "StateKey"]
 

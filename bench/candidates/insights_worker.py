@@ -36,7 +36,11 @@ from agents.ingest import Ingest
 from agents.rolling.agent import RollingEngine
 from agents.rolling.state import PartitionState
 from streams.cli import main
-from streams.settings import load_settings
+
+try:
+    from streams.runtime.settings import load_settings
+except ImportError:  # `--code REV` of a revision before streams/runtime/ (issue 25)
+    from streams.settings import load_settings  # type: ignore[import-not-found,no-redef]
 
 progress = Progress.from_env()
 _ingest_process = Ingest.process

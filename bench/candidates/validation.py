@@ -3,7 +3,7 @@ which messages are valid observations, and their event time. Stdlib only: it run
 venvs.
 
 `check(raw, loads)` accepts exactly what the contract accepts on the rules the generator's
-invalid messages break (streams/generator.py `_invalid_documents`) and on every other rule
+invalid messages break (streams/cli/generator.py `_invalid_documents`) and on every other rule
 that needs only the message: JSON object, no unknown field, ids and names of 1-128 (subject
 and group 1-256) characters of valid Unicode, metric of `[A-Za-z0-9_.:-]`, `value` a finite
 number (not a boolean or string) of magnitude at most 1e150, `observed_at` RFC 3339 with `Z`

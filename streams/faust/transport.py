@@ -20,9 +20,9 @@ Each concern module contributes one subclass; this module composes them, in one 
 - `Recovery` = `IdlePollRecovery` (recovery) + `OrderedRecoveryCompletion` (rebalance).
 
 The composed classes keep Faust's class names and loggers: mode prefixes each log line with
-the class name ("[^--Consumer]: ..."), and streams/logs.py sets levels by logger name. An app
-on a `kafka://` URL or without the `TableManager` setting runs on Faust's classes (only the two
-process-wide patches of `recovery` and `records` reach it). Pinned by
+the class name ("[^--Consumer]: ..."), and streams/runtime/logs.py sets levels by logger
+name. An app on a `kafka://` URL or without the `TableManager` setting runs on Faust's
+classes (only the two process-wide patches of `recovery` and `records` reach it). Pinned by
 tests/unit/test_faust_integration.py.
 """
 
@@ -115,7 +115,7 @@ class Transport(faust_aiokafka.Transport):
 
 # mode gives each Service subclass a new logger named after its module unless its base set one
 # explicitly, and none of these bases did (a logger mode made for another class of the same
-# Faust module does not count): restore Faust's, so streams/logs.py's levels for "faust.*"
+# Faust module does not count): restore Faust's, so streams/runtime/logs.py's levels for "faust.*"
 # apply as before.
 for _ours, _faust in (
     (AIOKafkaConsumerThread, faust_aiokafka.AIOKafkaConsumerThread),

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Final
 
-from streams.errors import DependencyError
+from streams.runtime.errors import DependencyError
 
 __all__ = ["SUPPORTED", "check_versions", "installed_version", "unsupported_version"]
 

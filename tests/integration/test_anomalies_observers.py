@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from models import format_utc, from_epoch_ms
-from streams.durations import parse_windows
+from streams.runtime.windows import parse_windows
 from tests.support.broker import Broker
 from tests.support.kafka_io import count_messages, create_topic, produce, read_topic
 from tests.support.scenario import BASE_MS, Scenario, produce_flushers

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from streams.commands.tail import record_field
-from streams.generator import GeneratorConfig, ObservationGenerator
+from streams.cli.commands.tail import record_field
+from streams.cli.generator import GeneratorConfig, ObservationGenerator
 from tests.support.broker import Broker
 from tests.support.worker import TopicNames, WorkerProcess, worker_env
 

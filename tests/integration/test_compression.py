@@ -22,8 +22,8 @@ from confluent_kafka import Producer as LibrdkafkaProducer
 from confluent_kafka import TopicPartition as LibrdkafkaPartition
 
 from bench.compression import HEADER, read_batches
-from streams.durations import parse_windows
-from streams.tables import TABLE_NAMES, changelog_topic
+from streams.runtime.tables import TABLE_NAMES, changelog_topic
+from streams.runtime.windows import parse_windows
 from tests.support.broker import Broker
 from tests.support.finals import assert_exact
 from tests.support.kafka_io import count_messages, create_topic, produce

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.embedded import free_port
+from streams.cli.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, format_trace_id
 
 from streams.app import create_app
-from streams.kafka import ensure_topics
-from streams.settings import load_settings
-from streams.tracing import Tracing
+from streams.runtime.kafka import ensure_topics
+from streams.runtime.settings import load_settings
+from streams.runtime.tracing import Tracing
 from tests.support.broker import Broker
 from tests.support.kafka_io import create_topic, produce, read_topic
 from tests.support.scenario import encode, generate

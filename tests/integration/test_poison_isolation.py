@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from models import DeadLetter, loads_model
-from streams.durations import parse_windows
+from streams.runtime.windows import parse_windows
 from tests.support.broker import Broker
 from tests.support.finals import assert_exact, wait_for_finals
 from tests.support.kafka_io import create_topic, produce, read_topic

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streams.durations import parse_windows
+from streams.runtime.windows import parse_windows
 from tests.support.broker import Broker
 from tests.support.kafka_io import create_topic, produce, read_topic
 from tests.support.scenario import FLUSH_METRIC, final_figures, generate, produce_flushers

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from streams.embedded import EmbeddedBroker
+from streams.cli.embedded import EmbeddedBroker
 
 
 @dataclass(frozen=True)

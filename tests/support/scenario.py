@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from models import format_utc, from_epoch_ms, to_epoch_ms
-from streams.durations import WindowSpec
+from streams.runtime.windows import WindowSpec
 from tests.support.truth import Event, WindowKey, basic_only, expected_figures, group_by_window
 
 BASE_MS = 1_795_773_600_000  # 2026-11-27T10:00:00Z

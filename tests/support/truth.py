@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streams.durations import WindowSpec
+from streams.runtime.windows import WindowSpec
 
 WindowKey = tuple[str, str, str, str, int, int]  # scope, entity, metric, type, start_ms, end_ms
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.embedded import free_port
+from streams.cli.embedded import free_port
 
 WORKER = [sys.executable, "-m", "streams", "worker"]
 

@@ -14,7 +14,7 @@ from bench.data import BenchEvent
 from bench.outputs import DeadLetter, OutRecord, Row, parse, parse_dead_letter
 from bench.roster import CANDIDATES
 from bench.truth import Agg, Semantics, Truth, compute, parse_events, semantics_of
-from streams.generator import Kind
+from streams.cli.generator import Kind
 
 S = 1_795_773_600_000  # 2026-11-27T10:00:00Z: a multiple of 300 s
 MIN = 60_000

@@ -22,7 +22,7 @@ from agents.rolling.sketch import MAX_BINS, QuantileSketch
 from models import DeadLetterReason, DecodeError, decode_observation, dumps
 from models.fast_decode import decode_keyed
 from models.keyed import KeyedObservation, SourceReport
-from streams.durations import parse_windows
+from streams.runtime.windows import parse_windows
 
 BASE_MS = 1_795_780_800_000  # a multiple of an hour
 PLAN = WindowPlan(parse_windows("tumbling:60s"), 0)

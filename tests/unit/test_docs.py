@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from models.schemas import render_schemas
 from streams.cli import cli
-from streams.configdoc import END, START, main, render_table, replace_table
-from streams.settings import Settings
+from streams.cli.configdoc import END, START, main, render_table, replace_table
+from streams.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

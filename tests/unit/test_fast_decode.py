@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from models import DecodeError, decode_observation
 from models.fast_decode import _fast, decode_keyed
 from models.keyed import KeyedObservation
-from streams.generator import GeneratorConfig, ObservationGenerator
+from streams.cli.generator import GeneratorConfig, ObservationGenerator
 
 MAX_BYTES = 64 * 1024
 

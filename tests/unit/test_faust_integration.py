@@ -23,7 +23,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from streams import faust as integration
 from streams.app import create_app
 from streams.cli import cli
-from streams.errors import DependencyError
+from streams.cli.runner import run_worker
 from streams.faust import transport, versions
 from streams.faust.acks import AckConsumer
 from streams.faust.batch_lane import LaneConsumer
@@ -33,8 +33,8 @@ from streams.faust.records import _MemoryRecords
 from streams.faust.recovery import _RecoveryAsyncio
 from streams.faust.shutdown import BoundedWaitEmptyConsumer
 from streams.faust.transactions import GatedCommitConsumer
-from streams.runner import run_worker
-from streams.settings import load_settings
+from streams.runtime.errors import DependencyError
+from streams.runtime.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ async def test_the_app_runs_on_the_integration_classes(app: Any) -> None:
 
 
 async def test_the_classes_log_as_faust_s_do(app: Any) -> None:
-    # streams/logs.py sets levels by logger name ("faust.transport" at WARNING), and mode
+    # streams/runtime/logs.py sets levels by logger name ("faust.transport" at WARNING), and mode
     # prefixes each line with the class name: both stay Faust's.
     services = {
         app.consumer: faust_aiokafka.Consumer,

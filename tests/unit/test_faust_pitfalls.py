@@ -450,7 +450,7 @@ async def test_the_producer_batches_and_faust_reads_no_variables_of_its_own(
     # passes: Kubernetes sets `<SERVICE>_PORT=tcp://...` for every service, so a Service
     # named `web` crashed the worker at start. Only INSIGHTS_* configure it.
     from streams.app import create_app
-    from streams.settings import load_settings
+    from streams.runtime.settings import load_settings
 
     monkeypatch.setenv("WEB_PORT", "tcp://10.0.0.1:80")
     monkeypatch.setenv("PRODUCER_LINGER", "0.5")

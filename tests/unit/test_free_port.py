@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from streams.embedded import free_port
+from streams.cli.embedded import free_port
 
 
 def test_ports_handed_out_are_distinct_and_bindable() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.gc_tuning import YOUNG_THRESHOLD, tune_collector
+from streams.runtime.gc_tuning import YOUNG_THRESHOLD, tune_collector
 
 
 class _Node:

@@ -11,7 +11,7 @@ import pytest
 
 from models import DecodeError, decode_observation
 from models.deadletter import DeadLetterReason
-from streams.generator import (
+from streams.cli.generator import (
     INVALID_RULES,
     GeneratedEvent,
     GeneratorConfig,

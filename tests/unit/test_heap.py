@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.heap import heap_trimmer
+from streams.runtime.heap import heap_trimmer
 
 
 def test_trims_once_then_waits_for_the_interval() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from streams.logs import RepeatFilter, redact, register_secrets
+from streams.runtime.logs import RepeatFilter, redact, register_secrets
 
 
 def _record(msg: str) -> logging.LogRecord:

@@ -10,8 +10,8 @@ from typing import Any
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
-from streams.metrics import Metrics
-from streams.monitor import refresh_gauges
+from streams.app.monitor import refresh_gauges
+from streams.runtime.metrics import Metrics
 
 A, B, C = TP("in", 0), TP("in", 1), TP("in", 2)
 
@@ -58,7 +58,7 @@ async def test_a_partition_revoked_while_the_timer_runs_is_skipped() -> None:
 async def test_watermark_gauges_name_the_source_holding_each_partition_back() -> None:
     from agents.rolling import PartitionState, WindowPlan
     from models.keyed import SourceReport
-    from streams.durations import parse_windows
+    from streams.runtime.windows import parse_windows
 
     now_ms = int(time.time() * 1000)
     held = PartitionState(WindowPlan(parse_windows("tumbling:60s"), 0), 0)

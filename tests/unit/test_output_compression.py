@@ -11,8 +11,8 @@ import pytest
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from streams.app import create_app, faust_options
-from streams.errors import ConfigError
-from streams.settings import load_settings
+from streams.runtime.errors import ConfigError
+from streams.runtime.settings import load_settings
 
 # aiokafka's codec ids in a record batch's attributes
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

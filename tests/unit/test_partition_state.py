@@ -16,7 +16,7 @@ from agents.rolling import Emission, Outcome, PartitionState, WindowPlan
 from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue
 from agents.rolling.state import JOURNAL_CHUNK_IDS, LATEST_RETENTION_MS, LATEST_SWEEP_MS
 from models.keyed import KeyedObservation, SourceReport
-from streams.durations import WindowSpec, parse_windows
+from streams.runtime.windows import WindowSpec, parse_windows
 from tests.support.truth import (
     Event,
     assert_matches,

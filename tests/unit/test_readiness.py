@@ -7,8 +7,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from streams.health import Readiness, broker_lost
-from streams.metrics import Metrics
+from streams.runtime.metrics import Metrics
+from streams.web.health import Readiness, broker_lost
 
 
 class _Signal:
@@ -83,8 +83,8 @@ def test_a_failed_unit_of_work_makes_the_worker_not_ready_at_once() -> None:
     import faust
 
     from streams.faust.commit_gate import commit_gate
-    from streams.health import Readiness
-    from streams.metrics import Metrics
+    from streams.runtime.metrics import Metrics
+    from streams.web.health import Readiness
 
     app = faust.App("readiness-failure-test")
     readiness = Readiness(app, Metrics())

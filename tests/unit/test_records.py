@@ -12,8 +12,8 @@ from agents.observers import SCORES_PER_RECORD, Coordinator, Score, ScoreRow, de
 from agents.rolling import Aggregate, BasicAggregate, Emission, WindowPlan
 from agents.rolling.records import insight_record
 from models import RollingInsight, dumps, utc_ms, utc_now
-from streams.durations import parse_windows
-from streams.settings import Settings, load_settings
+from streams.runtime.settings import Settings, load_settings
+from streams.runtime.windows import parse_windows
 
 
 def test_rendered_record_equals_the_models_dump() -> None:
@@ -63,7 +63,7 @@ def _coordinator(app_id: str) -> tuple[Coordinator, Settings]:
     """A coordinator on the default settings (its app never connects)."""
     import faust
 
-    from streams.topics import declare_topics
+    from streams.runtime.topics import declare_topics
 
     settings = load_settings({})
     app = faust.App(app_id, broker="kafka://127.0.0.1:1", autodiscover=False)

@@ -56,7 +56,7 @@ def test_a_flush_of_many_keys_holds_its_writes_in_buffers_of_their_own_size() ->
     from agents.rolling import PartitionState, WindowPlan
     from agents.rolling.state import JOURNAL_CHUNK_IDS
     from models.keyed import KeyedObservation, SourceReport
-    from streams.durations import parse_windows
+    from streams.runtime.windows import parse_windows
 
     plan = WindowPlan(parse_windows("tumbling:60s,hopping:300s/60s"), 30_000)
     config = AnomalyConfig(alpha=0.1, warmup=3, warning_z=3, critical_z=5, cooldown_ms=0)
@@ -82,7 +82,7 @@ def test_a_flush_of_many_keys_holds_its_writes_in_buffers_of_their_own_size() ->
 def test_heap_arenas_are_capped_unless_the_operator_chose(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from streams.heap import limit_arenas
+    from streams.runtime.heap import limit_arenas
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_arenas() is False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from streams.runner import InsightsWorker
+from streams.cli.runner import InsightsWorker
 
 
 def test_sigusr2_dumps_tasks_instead_of_opening_a_debugger() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.durations import WindowSpec
-from streams.errors import ConfigError
-from streams.settings import load_settings
+from streams.runtime.errors import ConfigError
+from streams.runtime.settings import load_settings
+from streams.runtime.windows import WindowSpec
 
 
 def test_defaults_are_the_contract() -> None:

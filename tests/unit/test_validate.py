@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from streams.cli import cli
-from streams.commands.validate import check_items, read_items
+from streams.cli.commands.validate import check_items, read_items
 
 VALID: dict[str, Any] = {
     "event_id": "evt-1",

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.rolling import Window, WindowPlan
-from streams.durations import WindowSpec, parse_windows
+from streams.runtime.windows import WindowSpec, parse_windows
 from tests.support.truth import windows_holding
 
 TUMBLING = WindowSpec("tumbling", 60, 60)

@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocol
 from aiokafka.partitioner import DefaultPartitioner
 
-from streams.durations import parse_windows
+from streams.runtime.windows import parse_windows
 from tests.support.broker import Broker
 from tests.support.finals import assert_exact
 from tests.support.kafka_io import backlog, produce, read_topic

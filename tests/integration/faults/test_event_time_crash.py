@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.durations import parse_windows
+from streams.runtime.windows import parse_windows
 from tests.integration.faults.conftest import (
     PARTITIONS,
     Fleet,

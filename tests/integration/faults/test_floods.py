@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from models import DeadLetter, loads_model, to_epoch_ms
-from streams.durations import parse_windows
+from streams.runtime.windows import parse_windows
 from tests.integration.faults.conftest import (
     PARTITIONS,
     drain_then_flush,

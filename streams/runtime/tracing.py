@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from streams.errors import ConfigError
+from streams.runtime.errors import ConfigError
 
 __all__ = ["Headers", "Tracing", "current_headers"]
 

@@ -13,8 +13,8 @@ from aiokafka.errors import IllegalStateError
 
 from agents.rolling import RollingEngine
 from streams.faust.consumer_state import committed_offset
-from streams.heap import heap_trimmer
-from streams.metrics import Metrics
+from streams.runtime.heap import heap_trimmer
+from streams.runtime.metrics import Metrics
 
 __all__ = ["attach_monitor", "refresh_gauges"]
 

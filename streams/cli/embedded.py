@@ -21,7 +21,7 @@ from typing import IO, Final
 
 import structlog
 
-from streams.errors import EmbeddedBrokerError
+from streams.runtime.errors import EmbeddedBrokerError
 
 __all__ = ["EmbeddedBroker", "free_port", "wait_for_port"]
 

@@ -8,8 +8,8 @@ from typing import Any, Final
 
 import click
 
-from streams.commands.common import broker_settings, fail
-from streams.settings import Settings
+from streams.cli.commands.common import broker_settings, fail
+from streams.runtime.settings import Settings
 
 __all__ = ["TopicInfo", "topics"]
 
@@ -34,7 +34,7 @@ class TopicInfo:
 
 def app_topic_names(settings: Settings, existing: set[str]) -> list[str]:
     """The topics the app owns, then its Faust changelog topics (`<app id>-*-changelog`)."""
-    from streams.kafka import topic_plan
+    from streams.runtime.kafka import topic_plan
 
     names = [topic.name for topic in topic_plan(settings)]
     prefix = f"{settings.app_id}-"
@@ -46,7 +46,7 @@ async def _describe(settings: Settings, wanted: list[str]) -> tuple[list[TopicIn
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    from streams.kafka import client_options
+    from streams.runtime.kafka import client_options
 
     admin = AIOKafkaAdminClient(**client_options(settings), client_id=f"{settings.app_id}-admin")
     await admin.start()
@@ -107,7 +107,7 @@ def create() -> None:
     """Create the app's missing topics with INSIGHTS_TOPIC_PARTITIONS partitions."""
     from aiokafka.errors import KafkaError
 
-    from streams.kafka import ensure_topics, topic_plan
+    from streams.runtime.kafka import ensure_topics, topic_plan
 
     settings = broker_settings("topics create")
     try:

@@ -24,7 +24,7 @@ __all__ = ["config_doc"]
 )
 def config_doc(write: Path | None, check: Path | None) -> None:
     """Print the Markdown table of every setting: variable, default, meaning."""
-    from streams.configdoc import main
+    from streams.cli.configdoc import main
 
     if write and check:
         msg = "give --write or --check, not both"

@@ -23,11 +23,11 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from streams.commands.common import fail, stop_on_signals
-from streams.embedded import EmbeddedBroker, free_port
-from streams.errors import ConfigError, EmbeddedBrokerError
-from streams.generator import GeneratorConfig, ObservationGenerator
-from streams.settings import Settings, load_settings
+from streams.cli.commands.common import fail, stop_on_signals
+from streams.cli.embedded import EmbeddedBroker, free_port
+from streams.cli.generator import GeneratorConfig, ObservationGenerator
+from streams.runtime.errors import ConfigError, EmbeddedBrokerError
+from streams.runtime.settings import Settings, load_settings
 
 __all__ = ["demo"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import faust
 from faust.types import TableT
 
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 __all__ = ["TABLE_NAMES", "Tables", "changelog_topic", "declare_tables"]
 

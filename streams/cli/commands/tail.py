@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from streams.commands.common import broker_settings, fail, stop_on_signals
-from streams.settings import Settings
+from streams.cli.commands.common import broker_settings, fail, stop_on_signals
+from streams.runtime.settings import Settings
 
 __all__ = ["format_record", "record_field", "tail"]
 
@@ -77,7 +77,7 @@ async def _tail(
 ) -> tuple[int, int]:
     from aiokafka import AIOKafkaConsumer
 
-    from streams.kafka import client_options
+    from streams.runtime.kafka import client_options
 
     consumer = AIOKafkaConsumer(
         **client_options(settings),

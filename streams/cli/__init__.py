@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from streams.commands import COMMANDS
-from streams.errors import ConfigError, DependencyError, EmbeddedBrokerError
-from streams.settings import load_settings
+from streams.cli.commands import COMMANDS
+from streams.runtime.errors import ConfigError, DependencyError, EmbeddedBrokerError
+from streams.runtime.settings import load_settings
 
 __all__ = ["main"]
 
@@ -23,7 +23,7 @@ def cli() -> None:
 @cli.command()
 def worker() -> None:
     """Run a worker (starts the embedded broker when KAFKA_BOOTSTRAP_SERVERS is unset)."""
-    from streams.runner import run_worker
+    from streams.cli.runner import run_worker
 
     try:
         settings = load_settings()
@@ -50,7 +50,7 @@ def schemas(folder: Path) -> None:
         click.echo(str(path))
 
 
-# Tools beside the worker: one module each in streams/commands/.
+# Tools beside the worker: one module each in streams/cli/commands/.
 for _command in COMMANDS:
     cli.add_command(_command)
 

@@ -18,8 +18,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.durations import WindowSpec, parse_duration, parse_windows
-from streams.errors import ConfigError
+from streams.runtime.durations import parse_duration
+from streams.runtime.errors import ConfigError
+from streams.runtime.windows import WindowSpec, parse_windows
 
 __all__ = ["PRODUCER_MAX_REQUEST_BYTES", "SECRET_VARIABLES", "Settings", "load_settings"]
 

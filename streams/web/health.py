@@ -8,7 +8,7 @@ import faust
 from faust.web import Request, Response, View
 
 from streams.faust.commit_gate import work_failure
-from streams.metrics import Metrics
+from streams.runtime.metrics import Metrics
 
 __all__ = ["Readiness", "broker_lost", "install_health_views"]
 

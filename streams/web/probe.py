@@ -1,5 +1,5 @@
 """Health probe for container HEALTHCHECKs (no curl in the image):
-`python -m streams.probe [--ready]` exits 0 when the worker answers 200, else 1."""
+`python -m streams.web.probe [--ready]` exits 0 when the worker answers 200, else 1."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from typing import NoReturn
 
 import click
 
-from streams.errors import ConfigError
-from streams.logs import configure_logging
-from streams.settings import Settings, load_settings
+from streams.runtime.errors import ConfigError
+from streams.runtime.logs import configure_logging
+from streams.runtime.settings import Settings, load_settings
 
 __all__ = ["broker_settings", "fail", "load_or_fail", "stop_on_signals"]
 

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import faust
 
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 __all__ = ["DEADLETTER_MAX_BYTES", "Topics", "declare_topics"]
 

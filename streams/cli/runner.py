@@ -16,17 +16,17 @@ import structlog
 from aiokafka.errors import KafkaConnectionError
 
 from streams.app import create_app
-from streams.embedded import EmbeddedBroker
-from streams.errors import ConfigError
+from streams.cli.embedded import EmbeddedBroker
 from streams.faust.commit_gate import commit_gate
 from streams.faust.versions import check_versions
-from streams.gc_tuning import tune_collector
-from streams.heap import limit_arenas
-from streams.kafka import check_access, ensure_topics, topic_max_bytes
-from streams.logs import configure_logging, register_secrets
-from streams.metrics import serve_metrics
-from streams.settings import Settings
-from streams.tracing import Tracing
+from streams.runtime.errors import ConfigError
+from streams.runtime.gc_tuning import tune_collector
+from streams.runtime.heap import limit_arenas
+from streams.runtime.kafka import check_access, ensure_topics, topic_max_bytes
+from streams.runtime.logs import configure_logging, register_secrets
+from streams.runtime.metrics import serve_metrics
+from streams.runtime.settings import Settings
+from streams.runtime.tracing import Tracing
 
 __all__ = ["run_worker"]
 

@@ -15,16 +15,16 @@ from agents.ingest import attach_ingest
 from agents.observers import attach_observers
 from agents.rolling import attach_rolling
 from streams import faust as integration
+from streams.app.monitor import attach_monitor
 from streams.faust.fetch import set_fetch_max_wait
-from streams.health import Readiness, install_health_views
-from streams.kafka import ssl_context
-from streams.metrics import Metrics
-from streams.monitor import attach_monitor
-from streams.query import install_query_views
-from streams.settings import PRODUCER_MAX_REQUEST_BYTES, Settings, load_settings
-from streams.tables import declare_tables
-from streams.topics import Topics, declare_topics
-from streams.tracing import Tracing
+from streams.runtime.kafka import ssl_context
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import PRODUCER_MAX_REQUEST_BYTES, Settings, load_settings
+from streams.runtime.tables import declare_tables
+from streams.runtime.topics import Topics, declare_topics
+from streams.runtime.tracing import Tracing
+from streams.web.health import Readiness, install_health_views
+from streams.web.query import install_query_views
 
 __all__ = ["Insights", "create_app"]
 

@@ -14,7 +14,7 @@ from faust.web.exceptions import ServiceUnavailable
 from agents.rolling import RollingEngine
 from agents.rolling.records import insight_record
 from models import format_utc, from_epoch_ms, utc_now
-from streams.tables import Tables
+from streams.runtime.tables import Tables
 
 __all__ = ["OPENAPI", "install_query_views"]
 

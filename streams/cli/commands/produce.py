@@ -25,10 +25,10 @@ from rich.progress import (
 
 from models.observation import parse_observed_at
 from models.timefmt import format_utc, from_epoch_ms, to_epoch_ms, utc_now
-from streams.commands.common import broker_settings, fail, stop_on_signals
-from streams.durations import parse_duration
-from streams.generator import GeneratedEvent, GeneratorConfig, Kind, ObservationGenerator
-from streams.settings import Settings
+from streams.cli.commands.common import broker_settings, fail, stop_on_signals
+from streams.cli.generator import GeneratedEvent, GeneratorConfig, Kind, ObservationGenerator
+from streams.runtime.durations import parse_duration
+from streams.runtime.settings import Settings
 
 __all__ = ["ProduceReport", "produce"]
 
@@ -155,7 +155,7 @@ async def _send(
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from streams.kafka import client_options, ensure_topics
+    from streams.runtime.kafka import client_options, ensure_topics
 
     if create_topics:
         await ensure_topics(settings)

@@ -14,7 +14,7 @@ import click
 
 from models import DecodeError, decode_observation
 from models.deadletter import DeadLetterReason, FieldError
-from streams.commands.common import load_or_fail
+from streams.cli.commands.common import load_or_fail
 
 __all__ = ["Checked", "check_items", "read_items", "validate"]
 

@@ -18,10 +18,10 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
-from streams.errors import ConfigError
-from streams.settings import Settings
-from streams.tables import TABLE_NAMES, changelog_topic
-from streams.topics import DEADLETTER_MAX_BYTES
+from streams.runtime.errors import ConfigError
+from streams.runtime.settings import Settings
+from streams.runtime.tables import TABLE_NAMES, changelog_topic
+from streams.runtime.topics import DEADLETTER_MAX_BYTES
 
 __all__ = [
     "check_access",

@@ -1,6 +1,6 @@
 """The README's configuration table, generated from `Settings` (aliases, defaults, descriptions).
 
-`python -m streams.configdoc` prints it; `--write README.md` replaces the table between the
+`python -m streams.cli.configdoc` prints it; `--write README.md` replaces the table between the
 `<!-- config-table:start -->` and `<!-- config-table:end -->` markers; `--check README.md`
 exits 1 when the README's table differs from the generated one.
 """
@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from pydantic.fields import FieldInfo
 
-from streams.durations import WindowSpec
-from streams.settings import SECRET_VARIABLES, Settings
+from streams.runtime.settings import SECRET_VARIABLES, Settings
+from streams.runtime.windows import WindowSpec
 
 __all__ = ["END", "START", "main", "render_table", "replace_table"]
 
@@ -79,14 +79,14 @@ def replace_table(text: str, table: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m streams.configdoc [--write FILE | --check FILE]`."""
+    """`python -m streams.cli.configdoc [--write FILE | --check FILE]`."""
     args = sys.argv[1:] if argv is None else argv
     table = render_table()
     if not args:
         sys.stdout.write(table)
         return 0
     if len(args) != 2 or args[0] not in ("--write", "--check"):
-        sys.stderr.write("usage: python -m streams.configdoc [--write FILE | --check FILE]\n")
+        sys.stderr.write("usage: python -m streams.cli.configdoc [--write FILE | --check FILE]\n")
         return 2
     path = Path(args[1])
     current = path.read_text(encoding="utf-8")

@@ -1,0 +1,1 @@
+"""The runtime: settings, topics, tables, metrics, tracing, logs, errors, window maths."""

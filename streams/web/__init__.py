@@ -1,0 +1,1 @@
+"""The web side: health and readiness, the query API, the container health probe."""
