@@ -68,6 +68,7 @@ def recovery_run(
         target=keys,
         guarantee=guarantee,
         code=code,
+        keys=keys,
     )
     [proc] = first.processes()
     proc.start()
@@ -98,6 +99,7 @@ def recovery_run(
             target=keys,
             guarantee=guarantee,
             code=code,
+            keys=keys,
         )
         [fresh] = second.processes()
         fresh.start()

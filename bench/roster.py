@@ -59,6 +59,8 @@ MINIMAL = (
 # count; a candidate's settings come after it.
 HOP = (("INSIGHTS_TOPIC_PARTITIONS", "12"),)
 
+_DEFAULT_KEY_BUDGET = 25_000  # INSIGHTS_MAX_KEYS_PER_PARTITION's default
+
 
 CANDIDATES: dict[str, Candidate] = {
     c.name: c
@@ -248,6 +250,7 @@ class RunSpec:
     guarantee: str = "at_least_once"
     partitions: int = 8
     code: Path | None = None  # a snapshot of agents/, streams/, models/ our worker runs
+    keys: int = 0  # (subject, metric) keys in the input: our worker's key budget fits them
 
     @property
     def output_topic(self) -> str:
@@ -350,6 +353,11 @@ class RunSpec:
             "INSIGHTS_METRICS_PORT": str(ports["metrics"]),
             "INSIGHTS_DATA_DIR": str(self.workdir / f"data-{i}"),
         }
+        # The key budget sized for the input's keys, as a user holding that many would
+        # (the default, 25,000 keys per keyed partition, holds 200,000 on 8 partitions).
+        budget = -(-self.keys * 5 // (4 * self.partitions))  # a quarter over the even share
+        if budget > _DEFAULT_KEY_BUDGET:
+            env["INSIGHTS_MAX_KEYS_PER_PARTITION"] = str(budget)
         if c.windows:
             env["BENCH_INSIGHTS_WINDOWS"] = c.windows  # see candidates/insights_worker.py
         if c.emit:

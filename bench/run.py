@@ -263,6 +263,7 @@ def _run(
                 target=target,
                 guarantee=args.guarantee,
                 code=root / "code",
+                keys=args.subjects * data.METRICS,
             )
             try:
                 profile = args.py_spy if candidate.kind == "insights" else None
