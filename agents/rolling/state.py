@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 import orjson
 
 from agents.anomaly import AnomalyConfig, BaselineState, Detection
-from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue, PaneAggregate, Summary
+from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue, Pane, PaneAggregate, Summary
 from agents.rolling.clock import SourceClock, SourceReport
+from agents.rolling.summaries import aggregate_of, window_summaries
 from agents.rolling.windows import Window, WindowPlan
 from models.codec import right_sized
 from models.keyed import KeyedObservation
@@ -25,7 +26,6 @@ __all__ = ["Emission", "Outcome", "PartitionState", "StateKey"]
 
 StateKey = tuple[str, str, str]  # (scope, entity, metric)
 LatestKey = tuple[str, str, str, str]  # (scope, entity, metric, window family name)
-Pane = PaneAggregate | OneValue  # one value is kept as it (memory), more as an aggregate
 # closing windows, expired panes, next close (`PartitionState._close_plan`)
 _ClosePlan = tuple[list[Window], list[int], int | None]
 
@@ -304,56 +304,9 @@ class PartitionState:
     def _summaries(
         self, state: _KeyState, windows: list[Window], *, per_observer: bool = False
     ) -> list[tuple[Window, Summary]]:
-        """The summaries of a key's `windows` (in their order; windows without a pane are
-        left out), merging each pane once per chain rather than once per window.
-        `per_observer`: the per-observer figures too (finals: consensus reads them).
-
-        The windows of a family that hold a key's newest pane are nested: taken from the
-        latest start back, each holds the panes of the one before plus older ones. So one
-        aggregate is grown along them, and a window whose panes do not end with the
-        previous window's starts a new chain. (Merge order differs from a window merged
-        alone: `stddev` may differ from its final in the last bits; the other figures are
-        exact either way.) Families are compared by identity: every window here was made
-        by `self.plan`, from its specs.
-        """
-        panes, pane_ms = state.panes, self.plan.pane_ms
-        found: list[Summary | None] = [None] * len(windows)
-        chain: PaneAggregate | None = None  # holds the panes `held`; never a live pane
-        held: list[int] = []
-        family = None
-        for i in sorted(
-            range(len(windows)), key=lambda i: (windows[i].spec.name, -windows[i].start_ms)
-        ):
-            window = windows[i]
-            parts = [p for p in range(window.start_ms, window.end_ms, pane_ms) if p in panes]
-            if not parts:
-                continue
-            n = len(held)
-            if window.spec is family and 0 < n < len(parts) and parts[-n:] == held:
-                if chain is None:  # a lone pane so far: begin from a copy of it
-                    chain = self.aggregates.merged([panes[held[0]]])
-                for p in reversed(parts[:-n]):
-                    chain.absorb(panes[p])
-                found[i] = chain.finish(per_observer)
-            elif len(parts) == 1:
-                chain = None
-                found[i] = self._aggregate([panes[parts[0]]]).finish(per_observer)
-            else:
-                chain = self.aggregates.merged([panes[p] for p in parts])
-                found[i] = chain.finish(per_observer)
-            family, held = window.spec, parts
-        return [
-            (w, summary) for w, summary in zip(windows, found, strict=True) if summary is not None
-        ]
-
-    def _aggregate(self, parts: list[Pane]) -> PaneAggregate:
-        """The aggregate of `parts`: the part itself when it is the only one (and not kept as
-        its one value), else a new one merged from them."""
-        if len(parts) == 1:
-            part = parts[0]
-            if not isinstance(part, OneValue):
-                return part
-        return self.aggregates.merged(parts)
+        return window_summaries(
+            state.panes, windows, self.plan.pane_ms, self.aggregates, per_observer=per_observer
+        )
 
     def _evict_seen(self) -> None:
         """Forget the oldest remembered id (over `dedup_max_ids`). Its journal chunk stays
@@ -516,7 +469,10 @@ class PartitionState:
         for key in self._changed:
             state = self._keys[key]
             try:
-                panes = [[p, self._aggregate([a]).to_state()] for p, a in state.panes.items()]
+                panes = [
+                    [p, aggregate_of([a], self.aggregates).to_state()]
+                    for p, a in state.panes.items()
+                ]
                 record = _dumps_kept([state.closed_until, panes])
                 parts = [record] if len(record) <= RECORD_MAX_BYTES else _key_parts(state, panes)
             except Exception as exc:  # not persisted: the last state written stays
