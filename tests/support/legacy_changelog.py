@@ -3,8 +3,10 @@ what a partition restored from one does next (the migration test compares the tw
 
 A scenario is a partition's settings and input; `run_scenario` feeds it through a
 `PartitionState`, persisting after every batch into a table as the changelog holds it;
-`outcomes` restores a table and records its watermark, panes, queries, dedup and late
-decisions on probe records, anomalies and finals (floats exactly, by `repr`).
+`outcomes` records what a restored state holds and does: its watermark, panes, queries,
+dedup and late decisions on probe records, anomalies and finals (floats exactly, by
+`repr`). The fixture's tables were written by `run_scenario` with the code of commit
+0ff5a3e (its `generate`, removed since: this code writes the new format).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from agents.anomaly import AnomalyConfig
 from agents.rolling import Emission, PartitionState, WindowPlan
@@ -240,62 +240,7 @@ def vars_of(detection: Any) -> list[Any]:
 
 def panes_of(state: PartitionState) -> dict[tuple[str, str, str], Any]:
     """The state's keys and their panes (to compare the form each pane is kept in)."""
-    return state._keys
-
-
-def oldest(table: dict[str, bytes]) -> dict[str, bytes]:
-    """`table` as still older code wrote it: the watermark bare (before per-source clocks)
-    and baselines of 5 fields (before they kept their last time)."""
-    older = dict(table)
-    older['["w"]'] = orjson.dumps(orjson.loads(table['["w"]'])["watermark"])
-    for name, value in table.items():
-        if name.startswith('["b"'):
-            older[name] = orjson.dumps(orjson.loads(value)[:5])
-    return older
-
-
-def generate() -> None:
-    """Write the fixture: every scenario's table (`<name>.tsv`: a logical key and its value
-    per line, as written) and the outcomes of restoring it (`<name>.<kind>.json`)."""
-    import agents.rolling.state as state_module
-
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    tables: dict[str, tuple[Scenario, dict[str, bytes]]] = {}
-    for scenario in SCENARIOS:
-        limit = state_module.RECORD_MAX_BYTES
-        if scenario.record_max_bytes is not None:
-            state_module.RECORD_MAX_BYTES = scenario.record_max_bytes
-        try:
-            tables[scenario.name] = (scenario, run_scenario(scenario))
-        finally:
-            state_module.RECORD_MAX_BYTES = limit
-    full, table = tables["full"]
-    tables["oldest"] = (full, oldest(table))
-    for name, (scenario, table) in tables.items():
-        kinds = scenario.restore_as[:1] if name == "oldest" else scenario.restore_as
-        lines = [key.encode() + b"\t" + table[key] + b"\n" for key in sorted(table)]
-        (FIXTURES / f"{name}.tsv").write_bytes(b"".join(lines))
-        for kind in kinds:
-            state = new_state(scenario, kind)
-            state.restore(table.items())
-            found = outcomes(state, scenario)
-            (FIXTURES / f"{name}.{kind}.json").write_bytes(_lines(found))
-
-
-def _lines(found: dict[str, Any]) -> bytes:
-    """JSON with each top-level field, and each item of a list or object there, on a line."""
-    out = []
-    for field, value in found.items():
-        if isinstance(value, list) and value:
-            inner = b",\n".join(b"    " + orjson.dumps(v) for v in value)
-            out.append(b'  "%s": [\n%s\n  ]' % (field.encode(), inner))
-        elif isinstance(value, dict) and value:
-            items = (orjson.dumps(k) + b": " + orjson.dumps(v) for k, v in value.items())
-            inner = b",\n".join(b"    " + item for item in items)
-            out.append(b'  "%s": {\n%s\n  }' % (field.encode(), inner))
-        else:
-            out.append(b'  "%s": %s' % (field.encode(), orjson.dumps(value)))
-    return b"{\n" + b",\n".join(out) + b"\n}\n"
+    return state.panes.keys
 
 
 def load_table(name: str) -> dict[str, bytes]:
@@ -305,7 +250,3 @@ def load_table(name: str) -> dict[str, bytes]:
         key, value = line.split(b"\t", 1)
         table[key.decode()] = value
     return table
-
-
-if __name__ == "__main__":
-    generate()
