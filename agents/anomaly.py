@@ -13,20 +13,17 @@ Pure: the rolling partition state calls it for every counted subject-scope obser
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-import orjson
-
 from models import Anomaly, dumps, from_epoch_ms
-from models.codec import right_sized
 from models.keyed import KeyedObservation
 
 __all__ = ["AnomalyConfig", "BaselineState", "Detection", "anomaly_record"]
 
 _SEVERITIES: Final = ("warning", "critical")
-_LEGACY_LEN: Final = 5  # a baseline as written before it kept its last time (2026-12-07)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,27 +125,23 @@ class BaselineState:
                 self._changed.discard(key)
                 self._removed.add(key)
 
-    def take_persist(self) -> dict[str, bytes | None]:
-        """Changed baselines as logical key -> value (None: forgotten)."""
-        writes: dict[str, bytes | None] = {
-            orjson.dumps(["b", subject, metric]).decode(): right_sized(
-                orjson.dumps(self._baselines[key])
-            )
-            for key in self._changed
-            for subject, metric in (key,)
+    def snapshot(self) -> dict[tuple[str, str], list[Any] | None]:
+        """The baselines changed since the last snapshot, by (subject, metric): the fields
+        in order (None: forgotten). The lists are the live ones: encode them before the
+        next `offer`."""
+        records: dict[tuple[str, str], list[Any] | None] = {
+            key: self._baselines[key] for key in self._changed
         }
-        for subject, metric in self._removed:
-            writes[orjson.dumps(["b", subject, metric]).decode()] = None
+        records.update(dict.fromkeys(self._removed))
         self._changed.clear()
         self._removed.clear()
-        return writes
+        return records
 
-    def restore(self, subject: str, metric: str, value: bytes) -> None:
-        """Load one persisted baseline (one written without its last time gets None)."""
-        baseline = list(orjson.loads(value))
-        if len(baseline) == _LEGACY_LEN:
-            baseline.append(None)
-        self._baselines[(subject, metric)] = baseline
+    def restore(self, records: Iterable[tuple[tuple[str, str], Sequence[Any]]]) -> None:
+        """Rebuild from every baseline of the changelog (`seen_ms` None: restored from
+        before it was kept; `expire` starts its TTL)."""
+        for key, fields in records:
+            self._baselines[key] = list(fields)
 
     def __len__(self) -> int:
         return len(self._baselines)

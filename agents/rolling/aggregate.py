@@ -23,6 +23,7 @@ __all__ = [
     "Aggregate",
     "BasicAggregate",
     "OneValue",
+    "Pane",
     "PaneAggregate",
     "Summary",
 ]
@@ -164,6 +165,9 @@ class OneValue:
         if kind is BasicAggregate:  # ids and observers are not kept: never asked for
             return cls(float(state[2]), int(state[4]), "", "")
         return None
+
+
+Pane = PaneAggregate | OneValue  # a pane as kept: one value as it (memory), more aggregated
 
 
 class BasicAggregate(PaneAggregate):

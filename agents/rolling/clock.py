@@ -4,8 +4,8 @@ feed it, idle sources left out. Pure: the rolling agent reports what the sources
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from agents.rolling.changelog import ClockRecord
 from models.keyed import SourceReport
 
 __all__ = ["SourceClock", "SourceReport"]
@@ -105,28 +105,14 @@ class SourceClock:
 
     # -- snapshot (idle reports are not kept: after a restore every source must report) --
 
-    def snapshot(self) -> dict[str, Any]:
-        """The persisted form: version, the watermark, source count, per-source marks."""
-        return {
-            "v": 2,
-            "watermark": self.watermark_ms,
-            "sources": self.sources,
-            "marks": {
-                str(n): s.watermark_ms
-                for n, s in sorted(self._sources.items())
-                if s.watermark_ms is not None
-            },
-        }
+    def snapshot(self) -> ClockRecord:
+        """The persisted form: the watermark, source count, per-source marks."""
+        marks = {n: s.watermark_ms for n, s in self._sources.items() if s.watermark_ms is not None}
+        return ClockRecord(self.watermark_ms, self.sources, marks)
 
-    def restore(self, value: Any) -> None:
-        """From `snapshot()`; or a bare watermark (written before per-source clocks),
-        which stays the floor until every source has reported."""
-        if isinstance(value, dict):
-            self.watermark_ms = value.get("watermark")
-            self.sources = int(value.get("sources", 0))
-            self._sources = {
-                int(n): _Source(watermark_ms=int(mark))
-                for n, mark in dict(value.get("marks", {})).items()
-            }
-        else:
-            self.watermark_ms = None if value is None else int(value)
+    def restore(self, record: ClockRecord) -> None:
+        """From `snapshot()`. A record with no sources (a bare watermark, written before
+        per-source clocks) keeps its watermark as the floor until every source reports."""
+        self.watermark_ms = record.watermark_ms
+        self.sources = record.sources
+        self._sources = {n: _Source(watermark_ms=mark) for n, mark in record.marks.items()}

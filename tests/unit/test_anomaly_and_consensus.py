@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import statistics
@@ -76,9 +75,8 @@ def test_baselines_persist_and_restore() -> None:
     for i in range(40):
         state.offer(obs(i, float(i % 7)))
     restored = BaselineState(CFG)
-    for name, value in state.take_persist().items():
-        _, subject, metric = json.loads(name)
-        restored.restore(subject, metric, value)
+    snapshot = state.snapshot()
+    restored.restore((key, fields) for key, fields in snapshot.items() if fields is not None)
     a, b = state.offer(obs(40, 100.0)), restored.offer(obs(40, 100.0))
     assert a == b and a is not None
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-import agents.rolling.state as state_module
+import agents.rolling.changelog as changelog
 from agents.anomaly import AnomalyConfig, BaselineState
 from agents.deadletters import LETTER_MAX_BYTES, build_dead_letter
 from agents.observers.book import ObserverBook, Score
@@ -152,7 +152,7 @@ def test_the_sketch_keeps_at_most_max_bins_a_sign_and_every_count() -> None:
 def test_a_key_larger_than_a_record_is_written_in_parts_and_restored_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(state_module, "RECORD_MAX_BYTES", 2_000)
+    monkeypatch.setattr(changelog, "RECORD_MAX_BYTES", 2_000)
     plan = WindowPlan(parse_windows("tumbling:60s"), 3_600_000)  # an hour of panes open
     state = PartitionState(plan, dedup_ttl_ms=0, aggregates=Aggregate.capped(50))
     for minute in range(12):
@@ -215,14 +215,16 @@ def test_baselines_not_updated_for_their_ttl_are_forgotten() -> None:
     baselines = BaselineState(config)
     baselines.offer(record("old", "e1", BASE_MS))
     baselines.offer(record("new", "e2", BASE_MS + 900))
-    baselines.take_persist()
+    baselines.snapshot()
     baselines.expire(BASE_MS + 1_500)
-    writes = baselines.take_persist()
-    assert writes == {orjson.dumps(["b", "old", "temp"]).decode(): None}
+    assert baselines.snapshot() == {("old", "temp"): None}
     assert len(baselines) == 1
     # A baseline written before it kept its time starts its TTL at the first sweep.
     legacy = BaselineState(config)
-    legacy.restore("s", "temp", orjson.dumps([5, 1.0, 0.1, None, 0]))
+    written = orjson.dumps([5, 1.0, 0.1, None, 0])
+    decoded = changelog.decode(changelog.Kind.BASELINE, written, Aggregate)
+    assert isinstance(decoded, changelog.BaselineRecord) and decoded.seen_ms is None
+    legacy.restore([(("s", "temp"), decoded)])
     legacy.expire(BASE_MS)
     legacy.expire(BASE_MS + 1_000)
     assert len(legacy) == 1

@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.rolling.changelog import ClockRecord
 from agents.rolling.clock import SourceClock, SourceReport
 
 LEASE_MS = 5_000
@@ -117,7 +118,7 @@ def test_snapshot_and_restore_keep_the_marks_but_not_idleness() -> None:
 
 def test_a_bare_watermark_written_before_source_clocks_is_the_floor() -> None:
     clock = SourceClock(LEASE_MS)
-    clock.restore(7_000)
+    clock.restore(ClockRecord(7_000, 0, {}))  # as the changelog codec decodes `7000`
     assert clock.watermark_ms == 7_000
     clock.observe(SourceReport(0, 5_000, 1), 0)
     assert clock.watermark_ms == 7_000

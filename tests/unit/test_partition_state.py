@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +13,10 @@ from hypothesis import strategies as st
 from agents.anomaly import AnomalyConfig
 from agents.rolling import Emission, Outcome, PartitionState, WindowPlan
 from agents.rolling.aggregate import AGGREGATE_KINDS, OneValue
-from agents.rolling.state import JOURNAL_CHUNK_IDS, LATEST_RETENTION_MS, LATEST_SWEEP_MS
+from agents.rolling.changelog import JournalRecord, Kind, decode
+from agents.rolling.dedup import JOURNAL_CHUNK_IDS
+from agents.rolling.latest_finals import LATEST_RETENTION_MS
+from agents.rolling.state import LATEST_SWEEP_MS
 from models.keyed import KeyedObservation, SourceReport
 from streams.runtime.windows import WindowSpec, parse_windows
 from tests.support.truth import (
@@ -239,10 +241,12 @@ def test_each_flush_journals_the_ids_seen_since_the_last_one_unless_expired() ->
             offered.append((event.event_id, received))
         writes, _ = state.take_persist(f"flush-{flush}")
         entries = [
-            (str(k), int(ms))
+            (k, ms)
             for name, value in sorted(writes.items())
             if name.startswith('["d"') and value is not None
-            for k, ms in orjson.loads(value)
+            for chunk in (decode(Kind.JOURNAL, value, FULL),)
+            if isinstance(chunk, JournalRecord)
+            for k, ms in zip(chunk.ids, chunk.received_ms, strict=True)
         ]
         # Expired (received `ttl` or more before the latest) before it was journaled: left out.
         assert entries == [("s" + i, ms) for i, ms in offered if ms > received - ttl]
@@ -450,7 +454,9 @@ def test_a_pane_of_one_value_is_kept_as_the_value_until_a_second_one(kind: str) 
     table = persisted_run(state, events)
 
     def forms(s: PartitionState) -> dict[str, type]:
-        return {key[1]: type(pane) for key, ks in s._keys.items() for pane in ks.panes.values()}
+        return {
+            key[1]: type(pane) for key, ks in s.panes.keys.items() for pane in ks.panes.values()
+        }
 
     assert forms(state) == {"s0": aggregates, "s1": OneValue, "s2": OneValue}
     restored = PartitionState(plan, 10**9, aggregates=aggregates)

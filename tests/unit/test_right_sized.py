@@ -54,7 +54,7 @@ def test_write_table_keeps_right_sized_copies(monkeypatch: pytest.MonkeyPatch) -
 def test_a_flush_of_many_keys_holds_its_writes_in_buffers_of_their_own_size() -> None:
     from agents.anomaly import AnomalyConfig
     from agents.rolling import PartitionState, WindowPlan
-    from agents.rolling.state import JOURNAL_CHUNK_IDS
+    from agents.rolling.dedup import JOURNAL_CHUNK_IDS
     from models.keyed import KeyedObservation, SourceReport
     from streams.runtime.windows import parse_windows
 

@@ -24,6 +24,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocol
 from aiokafka.partitioner import DefaultPartitioner
 
+from agents.rolling.aggregate import Aggregate, OneValue
+from agents.rolling.changelog import JournalRecord, Kind, PanesRecord, decode
 from streams.runtime.windows import parse_windows
 from tests.support.broker import Broker
 from tests.support.finals import assert_exact
@@ -628,12 +630,19 @@ def _changelog_history(
             if message.partition != partition or message.value is None:
                 continue
             if message.key == aggregate_key:
-                _, panes = json.loads(message.value)
-                count = sum(int(a[0]) for p, a in panes if start <= int(p) < end)
+                record = decode(Kind.PANES, message.value, Aggregate)
+                assert isinstance(record, PanesRecord)
+                count = sum(
+                    1 if isinstance(a, OneValue) else a.count
+                    for p, a in record.panes.items()
+                    if start <= p < end
+                )
                 if not counts or counts[-1][1] != count:
                     counts.append((message.offset, count))
             elif message.key is not None and message.key.startswith(journal_prefix):
-                journaled.update(k for k, _ in json.loads(message.value) if k in dedup_keys)
+                chunk = decode(Kind.JOURNAL, message.value, Aggregate)
+                assert isinstance(chunk, JournalRecord)
+                journaled.update(k for k in chunk.ids if k in dedup_keys)
         never = [(i, *sources[i]) for i in ids if scope[0] + i not in journaled]
         parts.append(
             f"changelog {isolation}: partition {partition}, (offset, window count) "
