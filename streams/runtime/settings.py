@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -11,28 +10,25 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import (
     BeforeValidator,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.runtime.durations import parse_duration
 from streams.runtime.errors import ConfigError
+from streams.runtime.kafka_settings import (
+    SECRET_VARIABLES,
+    KafkaSettings,
+    lowered,
+    read_secret_files,
+)
 from streams.runtime.windows import WindowSpec, parse_windows
 
 __all__ = ["PRODUCER_MAX_REQUEST_BYTES", "SECRET_VARIABLES", "Settings", "load_settings"]
 
-# Secrets: each may instead be given as a file path in `<NAME>_FILE`.
-SECRET_VARIABLES: Final = (
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
-    "KAFKA_SSL_KEY_PASSWORD",
-)
 # The producer's largest request (a batch of one partition must fit in one).
 PRODUCER_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
-_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 def _duration(value: Any) -> Any:
@@ -43,127 +39,13 @@ def _windows(value: Any) -> Any:
     return parse_windows(value) if isinstance(value, str) else value
 
 
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
 Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
-TopicName = Annotated[str, Field(pattern=_TOPIC_NAME.pattern)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
-class Settings(BaseSettings):
-    """Every setting of a worker. Field aliases are the environment variable names."""
-
-    # enable_decoding=False: complex fields (INSIGHTS_WINDOWS) are parsed by our own
-    # validators from the raw string, never as JSON.
-    model_config = SettingsConfigDict(
-        frozen=True, extra="ignore", case_sensitive=True, enable_decoding=False
-    )
-
-    # Kafka connection
-    bootstrap_servers: str | None = Field(
-        None,
-        alias="KAFKA_BOOTSTRAP_SERVERS",
-        description=(
-            "broker list; unset: the worker starts the embedded broker and says so in its log"
-        ),
-    )
-    security_protocol: Annotated[
-        Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], BeforeValidator(_upper)
-    ] = Field(
-        "PLAINTEXT",
-        alias="KAFKA_SECURITY_PROTOCOL",
-        description="also `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`",
-    )
-    sasl_mechanism: Annotated[
-        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None, BeforeValidator(_upper)
-    ] = Field(
-        None,
-        alias="KAFKA_SASL_MECHANISM",
-        description="`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`; required with `SASL_*`",
-    )
-    sasl_username: SecretStr | None = Field(
-        None, alias="KAFKA_SASL_USERNAME", description="SASL user name"
-    )
-    sasl_password: SecretStr | None = Field(
-        None, alias="KAFKA_SASL_PASSWORD", description="SASL password"
-    )
-    ssl_cafile: Path | None = Field(
-        None, alias="KAFKA_SSL_CAFILE", description="CA bundle that verifies the brokers (TLS)"
-    )
-    ssl_certfile: Path | None = Field(
-        None,
-        alias="KAFKA_SSL_CERTFILE",
-        description="client certificate, for TLS client authentication",
-    )
-    ssl_keyfile: Path | None = Field(
-        None, alias="KAFKA_SSL_KEYFILE", description="private key of the client certificate"
-    )
-    ssl_key_password: SecretStr | None = Field(
-        None, alias="KAFKA_SSL_KEY_PASSWORD", description="password of the client private key"
-    )
-
-    # Application and topics
-    app_id: TopicName = Field(
-        "observer-insights", alias="INSIGHTS_APP_ID", description="Faust app id = consumer group id"
-    )
-    input_topic: TopicName = Field(
-        "observations", alias="INSIGHTS_INPUT_TOPIC", description="raw input"
-    )
-    rolling_topic: TopicName = Field(
-        "insights.rolling", alias="INSIGHTS_ROLLING_TOPIC", description="window aggregates"
-    )
-    anomaly_topic: TopicName = Field(
-        "insights.anomalies", alias="INSIGHTS_ANOMALY_TOPIC", description="anomalies"
-    )
-    observer_topic: TopicName = Field(
-        "insights.observers",
-        alias="INSIGHTS_OBSERVER_TOPIC",
-        description="observer consensus and drift",
-    )
-    deadletter_topic: TopicName = Field(
-        "observations.deadletter",
-        alias="INSIGHTS_DEADLETTER_TOPIC",
-        description="everything that could not be used, with the reason",
-    )
-    topic_partitions: int = Field(
-        12,
-        ge=1,
-        le=10_000,
-        alias="INSIGHTS_TOPIC_PARTITIONS",
-        description="partitions of the topics the app creates",
-    )
-    topic_replication: int = Field(
-        1,
-        ge=1,
-        le=16,
-        alias="INSIGHTS_TOPIC_REPLICATION",
-        description="replication factor of the topics the app creates (use 3 in production)",
-    )
-    max_message_bytes: int = Field(
-        65_536,
-        ge=1_024,
-        le=16 * 1024 * 1024,
-        alias="INSIGHTS_MAX_MESSAGE_BYTES",
-        description="larger input values are dead letters (`too_large`)",
-    )
-    compression_type: Annotated[
-        Literal["none", "gzip", "snappy", "lz4", "zstd"], BeforeValidator(_lower)
-    ] = Field(
-        "zstd",
-        alias="INSIGHTS_COMPRESSION_TYPE",
-        description=(
-            "codec of every batch the worker writes (outputs, keyed topic, changelog, dead "
-            "letters; Kafka's `compression.type`): `none`, `gzip`, `snappy`, `lz4` or `zstd` "
-            "(default `zstd`: about gzip's size for a fraction of its CPU, well below `lz4` "
-            "and `snappy`; measured in `bench/results/compression.md`)"
-        ),
-    )
+class Settings(KafkaSettings):
+    """Every setting of a worker. Field aliases are the environment variable names; the
+    connection and topic settings come first (`KafkaSettings`)."""
 
     # Processing
     windows: Annotated[tuple[WindowSpec, ...], BeforeValidator(_windows)] = Field(
@@ -189,7 +71,7 @@ class Settings(BaseSettings):
             "an observed_at further ahead of the worker's clock is `invalid` and moves no watermark"
         ),
     )
-    emit: Annotated[Literal["changes", "final", "both"], BeforeValidator(_lower)] = Field(
+    emit: Annotated[Literal["changes", "final", "both"], BeforeValidator(lowered)] = Field(
         "both", alias="INSIGHTS_EMIT", description="`changes`, `final` or `both`"
     )
     flush_interval_s: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=60)] = Field(
@@ -211,7 +93,7 @@ class Settings(BaseSettings):
             ),
         )
     )
-    aggregates: Annotated[Literal["full", "basic"], BeforeValidator(_lower)] = Field(
+    aggregates: Annotated[Literal["full", "basic"], BeforeValidator(lowered)] = Field(
         "full",
         alias="INSIGHTS_AGGREGATES",
         description=(
@@ -266,7 +148,7 @@ class Settings(BaseSettings):
         ),
     )
     processing_guarantee: Annotated[
-        Literal["at_least_once", "exactly_once"], BeforeValidator(_lower)
+        Literal["at_least_once", "exactly_once"], BeforeValidator(lowered)
     ] = Field(
         "at_least_once",
         alias="INSIGHTS_PROCESSING_GUARANTEE",
@@ -384,13 +266,13 @@ class Settings(BaseSettings):
 
     # Operations
     log_level: Annotated[
-        Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
+        Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(lowered)
     ] = Field(
         "info",
         alias="INSIGHTS_LOG_LEVEL",
         description="`debug`, `info`, `warning`, `error` or `critical`",
     )
-    log_format: Annotated[Literal["json", "console"], BeforeValidator(_lower)] = Field(
+    log_format: Annotated[Literal["json", "console"], BeforeValidator(lowered)] = Field(
         "json",
         alias="INSIGHTS_LOG_FORMAT",
         description="`json` (one event a line), or `console` for humans",
@@ -466,24 +348,6 @@ class Settings(BaseSettings):
         return f"{self.app_id}-observations-by-subject"
 
 
-def _read_secret_files(environ: Mapping[str, str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name in SECRET_VARIABLES:
-        file_var = f"{name}_FILE"
-        path = environ.get(file_var)
-        if not path:
-            continue
-        if environ.get(name):
-            msg = f"{name} and {file_var} are both set: give one"
-            raise ConfigError(msg)
-        try:
-            values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            msg = f"{file_var}: cannot read {path!r}: {exc.strerror}"
-            raise ConfigError(msg) from exc
-    return values
-
-
 def _describe(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     message = str(err["msg"]).removeprefix("Value error, ")
@@ -501,7 +365,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     Raises ConfigError whose message is one line naming the bad variable.
     """
     env = dict(os.environ if environ is None else environ)
-    env.update(_read_secret_files(env))
+    env.update(read_secret_files(env))
     known = {field.alias or name for name, field in Settings.model_fields.items()}
     values = {key: value for key, value in env.items() if key in known and value != ""}
     try:
